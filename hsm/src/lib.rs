@@ -1,0 +1,150 @@
+//! One signing and key-management interface for the whole system, with two backends.
+//!
+//! Everything that needs a private key (custody's cold wallets, the audit-log checkpoints, the
+//! compliance gate's decision signatures, validator keys in tests) goes through [`KeyStore`].
+//! The contract below is fixed early so that other crates can code against it; backends live in
+//! their own modules.
+//!
+//! # Layout
+//! - [`KeyStore`]: the trait. Keys are addressed by a unique label.
+//! - [`SecretBytes`]: a secret in memory; zeroized on drop, never printed.
+//!
+//! Architecture Invariant: no private key or seed leaves a backend in the clear, except a seed
+//! the caller itself hands to [`KeyStore::wrap_secret`] and gets back from
+//! [`KeyStore::unwrap_secret`].
+
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// The algorithms a key can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum KeyAlgorithm {
+    /// ECDSA over secp256k1; signs a 32-byte digest computed by the caller.
+    Secp256k1,
+    /// Ed25519 (PureEdDSA); signs the message itself.
+    Ed25519,
+    /// AES-256, used only to wrap and unwrap other secrets (RFC 5649 key wrap with padding).
+    Aes256Wrap,
+}
+
+/// What a backend says about one of its keys.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyInfo {
+    /// The unique label the key is addressed by.
+    pub label: String,
+    /// Its algorithm.
+    pub algorithm: KeyAlgorithm,
+}
+
+/// A public key in its usual encoding: 33-byte compressed SEC1 for secp256k1, 32 bytes for
+/// Ed25519.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PublicKey {
+    /// Which algorithm the bytes belong to.
+    pub algorithm: KeyAlgorithm,
+    /// The encoded key.
+    pub bytes: Vec<u8>,
+}
+
+/// A signature, already verified by the backend against the key's public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signature {
+    /// secp256k1 ECDSA: 64 bytes `r || s` with `s` normalised to the low half of the order,
+    /// and the recovery id (0 or 1) computed on the host.
+    Secp256k1 {
+        /// `r || s`, big-endian, low-S.
+        rs: [u8; 64],
+        /// Recovery id, 0 or 1.
+        recovery_id: u8,
+    },
+    /// Ed25519: 64 bytes.
+    Ed25519([u8; 64]),
+}
+
+/// A secret held in memory: zeroized on drop, and its `Debug` prints only its length.
+#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    /// Takes ownership of `bytes`; the caller's copy is moved, not duplicated.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    /// The secret's bytes. Callers must not copy them into anything that is not zeroized.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretBytes([REDACTED; {} bytes])", self.0.len())
+    }
+}
+
+/// Failures of the key store: the machine, the device or the caller's request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HsmError {
+    /// No key has this label.
+    #[error("no key labelled {0:?}")]
+    KeyNotFound(String),
+    /// A key with this label exists already.
+    #[error("a key labelled {0:?} exists already")]
+    KeyExists(String),
+    /// The key exists but cannot do what was asked (for example signing with a wrap key).
+    #[error("key {label:?} is {algorithm:?} and cannot {operation}")]
+    WrongAlgorithm {
+        /// The key's label.
+        label: String,
+        /// Its algorithm.
+        algorithm: KeyAlgorithm,
+        /// What was asked of it.
+        operation: &'static str,
+    },
+    /// The request itself is malformed (empty label, bad digest length, corrupt wrapped blob).
+    #[error("invalid request: {0}")]
+    InvalidInput(String),
+    /// The device or module is absent, out of sessions, or failed mid-operation.
+    #[error("key store device failure: {0}")]
+    Device(String),
+    /// A signature the device produced did not verify; it never leaves the crate.
+    #[error("the device produced a signature that does not verify")]
+    BadSignature,
+    /// Stored key material could not be read or decrypted (wrong passphrase, corrupt file).
+    #[error("key storage failure: {0}")]
+    Storage(String),
+}
+
+/// The one key-management interface. Implementations are thread-safe.
+pub trait KeyStore: Send + Sync + std::fmt::Debug {
+    /// Generates a key that never leaves the store (sensitive, non-extractable).
+    fn generate_key(&self, label: &str, algorithm: KeyAlgorithm) -> Result<KeyInfo, HsmError>;
+    /// The public half of an asymmetric key.
+    fn public_key(&self, label: &str) -> Result<PublicKey, HsmError>;
+    /// Signs: a 32-byte digest for secp256k1, the message itself for Ed25519. The signature is
+    /// verified before it is returned.
+    fn sign(&self, label: &str, message_or_digest: &[u8]) -> Result<Signature, HsmError>;
+    /// Wraps a secret (a seed) under an [`KeyAlgorithm::Aes256Wrap`] key.
+    fn wrap_secret(&self, wrap_label: &str, secret: &SecretBytes) -> Result<Vec<u8>, HsmError>;
+    /// Unwraps what [`KeyStore::wrap_secret`] produced.
+    fn unwrap_secret(&self, wrap_label: &str, wrapped: &[u8]) -> Result<SecretBytes, HsmError>;
+    /// Destroys a key for good.
+    fn destroy_key(&self, label: &str) -> Result<(), HsmError>;
+    /// Every key with its label, sorted by label.
+    fn list_keys(&self) -> Result<Vec<KeyInfo>, HsmError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_never_prints_the_secret() {
+        let secret = SecretBytes::new(b"correct horse battery".to_vec());
+        let printed = format!("{secret:?}");
+        assert!(!printed.contains("horse"), "{printed}");
+        assert!(printed.contains("REDACTED"));
+    }
+}

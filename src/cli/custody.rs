@@ -1,0 +1,12 @@
+//! `rempart custody …` subcommands.
+
+use clap::Subcommand;
+
+/// The `custody` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {}
+
+/// Runs one subcommand.
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {}
+}

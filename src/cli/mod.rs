@@ -1,0 +1,5 @@
+//! Subcommands, one module per area.
+
+pub mod aml;
+pub mod custody;
+pub mod ledger;
