@@ -4,3 +4,23 @@
 //! Architecture Invariant: nothing in this crate reads a clock, a random source, the network or
 //! the disk, except the journal and snapshot modules, which only read and write the files they
 //! are handed. Time, sequence numbers and ids arrive with each command.
+//!
+//! # Layout
+//! - `command`: ids, `Command`, `Event`, `RejectCode`, `MarketConfig` (the public vocabulary).
+//! - `limits`: every `*_MAX` bound.
+//! - `decimal`: `rust_decimal` conversions at the edge, `demo_markets()`.
+//! - `state`: `EngineState`, the canonical plain-data export used by snapshots and hashing.
+
+pub mod command;
+pub mod decimal;
+pub mod limits;
+pub mod state;
+
+pub use command::*;
+pub use decimal::{
+    ASSET_CITY, ASSET_EUR, ASSET_LCL, MARKET_CITY_EUR, MARKET_CITY_LCL, MARKET_LCL_EUR,
+    amount_from_decimal, amount_to_decimal, demo_markets,
+};
+pub use state::{
+    AccountBalances, AssetBalance, EngineState, MarketSnapshot, OrderRecord, StateError,
+};
