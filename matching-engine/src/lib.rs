@@ -10,10 +10,15 @@
 //! - `limits`: every `*_MAX` bound.
 //! - `decimal`: `rust_decimal` conversions at the edge, `demo_markets()`.
 //! - `state`: `EngineState`, the canonical plain-data export used by snapshots and hashing.
+//! - `journal`, `codec`, `snapshot`, `recovery`: durability (checksummed group-commit journal,
+//!   binary encoding, atomic snapshots, restart = latest snapshot + journal replay).
 
+pub mod codec;
 pub mod command;
 pub mod decimal;
+pub mod journal;
 pub mod limits;
+pub mod snapshot;
 pub mod state;
 
 pub use command::*;
