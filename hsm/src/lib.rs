@@ -8,12 +8,39 @@
 //! # Layout
 //! - [`KeyStore`]: the trait. Keys are addressed by a unique label.
 //! - [`SecretBytes`]: a secret in memory; zeroized on drop, never printed.
+//! - [`software::SoftwareKeyStore`]: the embedded backend (keys encrypted at rest under a
+//!   passphrase, or kept in memory only). The default for the demo and development; **not for
+//!   production**, and it says so ([`KeyStore::is_production_grade`] is `false`).
+//! - [`pkcs11::Pkcs11KeyStore`]: any PKCS#11 module (an HSM vendor's, or SoftHSM2 in tests),
+//!   configured by [`pkcs11::Pkcs11Config`].
+//! - `verify` (private): the host-side checks both backends run on every signature (low-S
+//!   normalisation, recovery id, verification with `k256` / `ed25519-dalek`).
+//! - The `*_MAX` constants below: the limits every backend enforces the same way.
 //!
 //! Architecture Invariant: no private key or seed leaves a backend in the clear, except a seed
 //! the caller itself hands to [`KeyStore::wrap_secret`] and gets back from
 //! [`KeyStore::unwrap_secret`].
 
 use zeroize::{Zeroize, ZeroizeOnDrop};
+
+pub mod software;
+mod verify;
+
+/// Longest key label, in bytes. Labels are also the PKCS#11 `CKA_LABEL`, and file names (hex)
+/// in the software store.
+pub const LABEL_LEN_MAX: usize = 128;
+/// Longest message an Ed25519 key signs in one call. Callers sign hashes and decision records,
+/// never bulk data.
+pub const MESSAGE_LEN_MAX: usize = 64 * 1024;
+/// Longest secret [`KeyStore::wrap_secret`] accepts (seeds are 16 to 64 bytes).
+pub const SECRET_LEN_MAX: usize = 1024;
+/// Longest blob [`KeyStore::unwrap_secret`] accepts: a wrapped [`SECRET_LEN_MAX`] secret
+/// (RFC 5649 adds at most 15 bytes of padding and integrity block).
+pub const WRAPPED_LEN_MAX: usize = SECRET_LEN_MAX + 16;
+/// Most keys one store holds (and [`KeyStore::list_keys`] returns).
+pub const KEYS_MAX: usize = 65_536;
+/// Length of a secp256k1 digest handed to [`KeyStore::sign`].
+pub const DIGEST_LEN: usize = 32;
 
 /// The algorithms a key can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -134,6 +161,32 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     fn destroy_key(&self, label: &str) -> Result<(), HsmError>;
     /// Every key with its label, sorted by label.
     fn list_keys(&self) -> Result<Vec<KeyInfo>, HsmError>;
+    /// Whether keys held by this backend are protected well enough for production (a real
+    /// HSM). Defaults to `false` so that a backend has to claim it; the node refuses to run a
+    /// production profile on a store that answers `false`.
+    fn is_production_grade(&self) -> bool {
+        false
+    }
+}
+
+/// Checks a key label: 1 to [`LABEL_LEN_MAX`] bytes, no control characters (labels end up in
+/// logs, file names and the token's object list).
+pub fn validate_label(label: &str) -> Result<(), HsmError> {
+    if label.is_empty() {
+        return Err(HsmError::InvalidInput("empty key label".into()));
+    }
+    if label.len() > LABEL_LEN_MAX {
+        return Err(HsmError::InvalidInput(format!(
+            "key label is {} bytes, more than {LABEL_LEN_MAX}",
+            label.len()
+        )));
+    }
+    if label.chars().any(char::is_control) {
+        return Err(HsmError::InvalidInput(
+            "key label contains a control character".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -146,5 +199,21 @@ mod tests {
         let printed = format!("{secret:?}");
         assert!(!printed.contains("horse"), "{printed}");
         assert!(printed.contains("REDACTED"));
+    }
+
+    #[test]
+    fn labels_are_bounded_and_printable() {
+        assert!(validate_label("custody/cold/42").is_ok());
+        assert!(validate_label(&"a".repeat(LABEL_LEN_MAX)).is_ok());
+        for bad in ["", "a\nb", "tab\there"] {
+            assert!(
+                matches!(validate_label(bad), Err(HsmError::InvalidInput(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            validate_label(&"a".repeat(LABEL_LEN_MAX + 1)),
+            Err(HsmError::InvalidInput(_))
+        ));
     }
 }
