@@ -10,14 +10,22 @@
 //! - `limits`: every `*_MAX` bound.
 //! - `decimal`: `rust_decimal` conversions at the edge, `demo_markets()`.
 //! - `state`: `EngineState`, the canonical plain-data export used by snapshots and hashing.
+//! - `engine`: `Engine` (`apply`), accounts and holds, order placement, cancel, amend.
+//! - `matching`: continuous matching, self-trade prevention, stops, auction uncross.
+//! - `book`: one side of a book (price ladder, levels, intrusive FIFO queues).
+//! - `export`: state export/import, `state_hash`, the full invariant check.
 //! - `journal`, `codec`, `snapshot`, `recovery`: durability (checksummed group-commit journal,
 //!   binary encoding, atomic snapshots, restart = latest snapshot + journal replay).
 
+mod book;
 pub mod codec;
 pub mod command;
 pub mod decimal;
+pub mod engine;
+mod export;
 pub mod journal;
 pub mod limits;
+mod matching;
 pub mod snapshot;
 pub mod state;
 
@@ -26,6 +34,8 @@ pub use decimal::{
     ASSET_CITY, ASSET_EUR, ASSET_LCL, MARKET_CITY_EUR, MARKET_CITY_LCL, MARKET_LCL_EUR,
     amount_from_decimal, amount_to_decimal, demo_markets,
 };
+pub use engine::{Engine, EngineConfig, L2Level, L2Snapshot};
+pub use export::hash_state;
 pub use state::{
     AccountBalances, AssetBalance, EngineState, MarketSnapshot, OrderRecord, StateError,
 };

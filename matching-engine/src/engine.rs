@@ -1,0 +1,1315 @@
+//! The engine: a deterministic state machine that applies one `Command` at a time and
+//! appends the resulting `Event`s to a caller-provided buffer.
+//!
+//! It holds the markets (books, stops, phase), the risk engine's balances (available and
+//! held per account and asset) and the order slab. Matching, auctions and stop triggers are
+//! in `matching.rs`; export, import, hashing and invariant checks in `export.rs`.
+//!
+//! Hot-path rules: no allocation once the slab and level storage have grown (events go into
+//! the caller's `Vec`, whose capacity is reused), integer arithmetic only, widened to u128
+//! where a product could overflow.
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::book::{NIL, Order, SideBook};
+use crate::command::{
+    AccountId, AmountMinor, AssetId, BandAction, CancelReason, Command, CommandKind, Event,
+    MarketConfig, MarketId, MarketPhase, NewOrder, OrderId, OrderType, PostOnly, PriceTicks,
+    QtyLots, RejectCode, Side, TimeInForce, TimeUs,
+};
+use crate::limits::{
+    ACCOUNTS_MAX, ASSETS_MAX, MARKETS_MAX, OPEN_ORDERS_PER_ACCOUNT_MAX, ORDERS_MAX,
+    PRICE_LEVELS_PER_SIDE_MAX, STOP_ORDERS_PER_MARKET_MAX,
+};
+
+/// A fast, deterministic hasher for integer ids (the std default is randomly seeded and
+/// slower; iteration order of these maps is never observed, but speed is).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct IdHasher(u64);
+
+const ID_HASH_K: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(ID_HASH_K);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(ID_HASH_K);
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+}
+
+pub(crate) type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+/// Engine-wide settings that are not commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// The account credited with every maker and taker fee.
+    pub fee_account: AccountId,
+}
+
+/// Available and held funds of one account in one asset, in minor units.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Balance {
+    pub available: AmountMinor,
+    pub held: AmountMinor,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Account {
+    pub id: AccountId,
+    pub bal: [Balance; ASSETS_MAX],
+    pub open_orders: u32,
+    /// The account's open orders in placement (= id) order, for mass cancel.
+    pub order_head: u32,
+    pub order_tail: u32,
+    pub touched_epoch: u64,
+    pub touched_mask: u32,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Market {
+    pub cfg: MarketConfig,
+    /// Quote minor units of one lot at one tick (see `MarketConfig::tick_value_quote_minor`).
+    pub tick_value: u64,
+    /// max(maker, taker) fee: what a buy order holds for fees whatever role it ends in.
+    pub hold_fee_bps: u64,
+    pub phase: MarketPhase,
+    pub last_price: PriceTicks,
+    pub reference_price: PriceTicks,
+    pub bids: SideBook,
+    pub asks: SideBook,
+    /// Buy stops by (stop price, id): the lowest triggers first as the price rises.
+    pub buy_stops: BTreeSet<(PriceTicks, OrderId)>,
+    /// Sell stops by (MAX - stop price, id): the highest triggers first as the price falls.
+    pub sell_stops: BTreeSet<(PriceTicks, OrderId)>,
+    pub touched_epoch: u64,
+    pub bbo_before: [u64; 4],
+}
+
+impl Market {
+    pub fn book(&self, side: Side) -> &SideBook {
+        match side {
+            Side::Buy => &self.bids,
+            Side::Sell => &self.asks,
+        }
+    }
+
+    pub fn book_mut(&mut self, side: Side) -> &mut SideBook {
+        match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        }
+    }
+
+    pub fn bbo(&self) -> [u64; 4] {
+        let q = |b: &SideBook| {
+            b.level_at(b.best)
+                .map_or(0, |l| b.levels[l as usize].visible)
+        };
+        let (bp, ap) = (self.bids.best, self.asks.best);
+        [
+            bp,
+            if bp == 0 { 0 } else { q(&self.bids) },
+            ap,
+            if ap == 0 { 0 } else { q(&self.asks) },
+        ]
+    }
+
+    /// Whether `price` is outside the band around the reference price.
+    pub fn outside_band(&self, price: PriceTicks) -> bool {
+        let r = self.reference_price as u128;
+        if self.cfg.band_bps == 0 || r == 0 {
+            return false;
+        }
+        let diff = (price as u128).abs_diff(r);
+        diff * 10_000 > self.cfg.band_bps as u128 * r
+    }
+
+    /// Funds an order of `qty` lots at `price` holds: quote (notional plus the highest fee
+    /// it could pay) for a buy, base for a sell. None if it does not fit in u64.
+    pub fn hold_for(&self, side: Side, price: PriceTicks, qty: QtyLots) -> Option<AmountMinor> {
+        match side {
+            Side::Buy => {
+                let n = price as u128 * qty as u128 * self.tick_value as u128;
+                let total = n + n * self.hold_fee_bps as u128 / 10_000;
+                u64::try_from(total).ok()
+            }
+            Side::Sell => qty.checked_mul(self.cfg.lot_size_base_minor),
+        }
+    }
+
+    pub fn hold_asset(&self, side: Side) -> AssetId {
+        match side {
+            Side::Buy => self.cfg.quote_asset,
+            Side::Sell => self.cfg.base_asset,
+        }
+    }
+}
+
+/// Whether an incoming order on `side` with limit `limit` trades against `best`.
+pub(crate) fn crosses(side: Side, limit: PriceTicks, best: PriceTicks) -> bool {
+    match side {
+        Side::Buy => best <= limit,
+        Side::Sell => best >= limit,
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TouchedLevel {
+    pub market: MarketId,
+    pub mi: u32,
+    pub side: Side,
+    pub price: PriceTicks,
+    pub qty: QtyLots,
+    pub count: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TouchedBalance {
+    pub account: AccountId,
+    pub ai: u32,
+    pub asset: AssetId,
+    pub before: Balance,
+}
+
+/// The matching engine with its risk engine. See the crate docs and ARCHITECTURE.md.
+#[derive(Debug)]
+pub struct Engine {
+    pub(crate) fee_account: AccountId,
+    pub(crate) fee_acct: u32,
+    pub(crate) last_seq: u64,
+    pub(crate) last_time_us: TimeUs,
+    pub(crate) next_order_id: OrderId,
+    pub(crate) next_trade_id: u64,
+    pub(crate) markets: Vec<Market>,
+    pub(crate) market_index: IdMap<u32>,
+    pub(crate) accounts: Vec<Account>,
+    pub(crate) account_index: IdMap<u32>,
+    pub(crate) orders: Vec<Order>,
+    pub(crate) free_orders: Vec<u32>,
+    pub(crate) order_index: IdMap<u32>,
+    pub(crate) expiries: BTreeSet<(TimeUs, OrderId)>,
+    /// Sum of all balances per asset (deposits minus withdrawals); bounds every balance.
+    pub(crate) supply: [AmountMinor; ASSETS_MAX],
+    /// Counts commands; marks what a command touched, for coalesced market-data events.
+    pub(crate) epoch: u64,
+    pub(crate) touched_markets: Vec<u32>,
+    pub(crate) touched_levels: Vec<TouchedLevel>,
+    pub(crate) touched_balances: Vec<TouchedBalance>,
+    pub(crate) scratch: Vec<u32>,
+    pub(crate) full_checks: bool,
+}
+
+/// An L2 price level: price, visible quantity, number of orders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct L2Level {
+    pub price: PriceTicks,
+    pub qty: QtyLots,
+    pub orders: u32,
+}
+
+/// Aggregated depth of one market, best levels first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct L2Snapshot {
+    pub market: MarketId,
+    pub phase: MarketPhase,
+    pub bids: Vec<L2Level>,
+    pub asks: Vec<L2Level>,
+}
+
+impl Engine {
+    /// An empty engine: no markets, no balances.
+    pub fn new(config: EngineConfig) -> Engine {
+        let mut e = Engine {
+            fee_account: config.fee_account,
+            fee_acct: 0,
+            last_seq: 0,
+            last_time_us: 0,
+            next_order_id: 1,
+            next_trade_id: 1,
+            markets: Vec::new(),
+            market_index: IdMap::default(),
+            accounts: Vec::new(),
+            account_index: IdMap::default(),
+            orders: Vec::new(),
+            free_orders: Vec::new(),
+            order_index: IdMap::default(),
+            expiries: BTreeSet::new(),
+            supply: [0; ASSETS_MAX],
+            epoch: 0,
+            touched_markets: Vec::new(),
+            touched_levels: Vec::new(),
+            touched_balances: Vec::new(),
+            scratch: Vec::new(),
+            full_checks: cfg!(debug_assertions),
+        };
+        // The fee account exists from the start so that crediting a fee can never fail.
+        e.fee_acct = e.account_or_create(config.fee_account).unwrap_or(0);
+        e
+    }
+
+    /// Turns the full invariant check after every command on or off. It is O(open orders +
+    /// accounts) per command: on by default in debug builds (tests), off in release builds,
+    /// where only the O(1) "book not crossed" assertion runs after each command.
+    pub fn set_full_invariant_checks(&mut self, on: bool) {
+        self.full_checks = on;
+    }
+
+    /// The account credited with fees.
+    pub fn fee_account(&self) -> AccountId {
+        self.fee_account
+    }
+
+    /// Seq of the last applied command (0 = none).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Time of the last applied command.
+    pub fn last_time_us(&self) -> TimeUs {
+        self.last_time_us
+    }
+
+    /// (available, held) of `account` in `asset`; zeros for an unknown account.
+    pub fn balance(&self, account: AccountId, asset: AssetId) -> (AmountMinor, AmountMinor) {
+        match (
+            self.account_index.get(&account),
+            (asset as usize) < ASSETS_MAX,
+        ) {
+            (Some(ai), true) => {
+                let b = self.accounts[*ai as usize].bal[asset as usize];
+                (b.available, b.held)
+            }
+            _ => (0, 0),
+        }
+    }
+
+    /// The configuration of a market.
+    pub fn market_config(&self, market: MarketId) -> Option<&MarketConfig> {
+        self.market_index
+            .get(&u64::from(market))
+            .map(|mi| &self.markets[*mi as usize].cfg)
+    }
+
+    /// Phase, last trade price and band reference price of a market.
+    pub fn market_status(&self, market: MarketId) -> Option<(MarketPhase, PriceTicks, PriceTicks)> {
+        self.market_index.get(&u64::from(market)).map(|mi| {
+            let m = &self.markets[*mi as usize];
+            (m.phase, m.last_price, m.reference_price)
+        })
+    }
+
+    /// Ids of every market, ascending.
+    pub fn market_ids(&self) -> Vec<MarketId> {
+        let mut v: Vec<MarketId> = self.markets.iter().map(|m| m.cfg.market).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// An open order (resting or untriggered stop).
+    pub fn order(&self, order_id: OrderId) -> Option<crate::state::OrderRecord> {
+        self.order_index
+            .get(&order_id)
+            .map(|oi| self.record_of(*oi))
+    }
+
+    /// Number of open orders (resting plus stops) in the engine.
+    pub fn open_orders(&self) -> usize {
+        self.order_index.len()
+    }
+
+    /// The `depth` best levels of each side of `market` (at most `L2_DEPTH_MAX`).
+    pub fn l2_snapshot(&self, market: MarketId, depth: usize) -> Option<L2Snapshot> {
+        let mi = *self.market_index.get(&u64::from(market))?;
+        let m = &self.markets[mi as usize];
+        let depth = depth.min(crate::limits::L2_DEPTH_MAX);
+        let side = |b: &SideBook| {
+            let mut v = Vec::new();
+            let mut p = b.next_price(None);
+            while let Some(price) = p {
+                if v.len() >= depth {
+                    break;
+                }
+                if let Some(l) = b.level_at(price) {
+                    let l = &b.levels[l as usize];
+                    v.push(L2Level {
+                        price,
+                        qty: l.visible,
+                        orders: l.count,
+                    });
+                }
+                p = b.next_price(Some(price));
+            }
+            v
+        };
+        Some(L2Snapshot {
+            market,
+            phase: m.phase,
+            bids: side(&m.bids),
+            asks: side(&m.asks),
+        })
+    }
+
+    /// Applies one command, appending its events to `out` (which is not cleared). Never
+    /// fails: a refusal is an `Event::Rejected`. Panics only if an internal invariant is
+    /// broken (fail-stop: the money path must not go on from a corrupt state).
+    pub fn apply(&mut self, cmd: &Command, out: &mut Vec<Event>) {
+        if cmd.seq <= self.last_seq {
+            out.push(reject_event(RejectCode::SeqOutOfOrder, &cmd.kind));
+            return;
+        }
+        if cmd.time_us < self.last_time_us {
+            out.push(reject_event(RejectCode::TimeWentBackwards, &cmd.kind));
+            return;
+        }
+        self.last_seq = cmd.seq;
+        self.last_time_us = cmd.time_us;
+        self.epoch += 1;
+        self.expire(cmd.time_us, out);
+        let result = match cmd.kind {
+            CommandKind::PlaceOrder(ref o) => self.place(o, cmd.time_us, out),
+            CommandKind::Cancel {
+                account,
+                market,
+                order_id,
+            } => self.cancel(account, market, order_id, out),
+            CommandKind::Amend {
+                account,
+                market,
+                order_id,
+                new_price,
+                new_qty,
+            } => self.amend(account, market, order_id, new_price, new_qty, out),
+            CommandKind::MassCancel { account, market } => {
+                self.cancel_where(account, out, CancelReason::MassCancel, |o, m| {
+                    market.is_none_or(|id| id == m) && o.account == account
+                });
+                Ok(())
+            }
+            CommandKind::CancelOnDisconnect { account, session } => {
+                if session != 0 {
+                    self.cancel_where(account, out, CancelReason::Disconnect, |o, _| {
+                        o.session == session
+                    });
+                }
+                Ok(())
+            }
+            CommandKind::Deposit {
+                account,
+                asset,
+                amount,
+            } => self.deposit(account, asset, amount),
+            CommandKind::Withdraw {
+                account,
+                asset,
+                amount,
+            } => self.withdraw(account, asset, amount),
+            CommandKind::CreateMarket(cfg) => self.create_market(cfg, out),
+            CommandKind::Halt { market } => self.set_phase(market, PhaseOp::Halt, out),
+            CommandKind::Resume { market } => self.set_phase(market, PhaseOp::Resume, out),
+            CommandKind::StartAuction { market } => {
+                self.set_phase(market, PhaseOp::StartAuction, out)
+            }
+            CommandKind::Uncross { market } => self.set_phase(market, PhaseOp::Uncross, out),
+            CommandKind::Tick => Ok(()),
+        };
+        if let Err(code) = result {
+            out.push(reject_event(code, &cmd.kind));
+        }
+        self.finish(out);
+    }
+
+    // ---- accounts and balances -------------------------------------------------------
+
+    pub(crate) fn account_or_create(&mut self, id: AccountId) -> Result<u32, RejectCode> {
+        if let Some(ai) = self.account_index.get(&id) {
+            return Ok(*ai);
+        }
+        if self.accounts.len() >= ACCOUNTS_MAX {
+            return Err(RejectCode::TooManyAccounts);
+        }
+        let ai = self.accounts.len() as u32;
+        self.accounts.push(Account {
+            id,
+            bal: [Balance::default(); ASSETS_MAX],
+            open_orders: 0,
+            order_head: NIL,
+            order_tail: NIL,
+            touched_epoch: 0,
+            touched_mask: 0,
+        });
+        self.account_index.insert(id, ai);
+        Ok(ai)
+    }
+
+    /// Records the balance before its first change in this command.
+    pub(crate) fn touch_balance(&mut self, ai: u32, asset: AssetId) {
+        let a = &mut self.accounts[ai as usize];
+        if a.touched_epoch != self.epoch {
+            a.touched_epoch = self.epoch;
+            a.touched_mask = 0;
+        }
+        let bit = 1u32 << asset;
+        if a.touched_mask & bit == 0 {
+            a.touched_mask |= bit;
+            self.touched_balances.push(TouchedBalance {
+                account: a.id,
+                ai,
+                asset,
+                before: a.bal[asset as usize],
+            });
+        }
+    }
+
+    fn deposit(
+        &mut self,
+        account: AccountId,
+        asset: AssetId,
+        amount: u64,
+    ) -> Result<(), RejectCode> {
+        if asset as usize >= ASSETS_MAX {
+            return Err(RejectCode::UnknownAsset);
+        }
+        if amount == 0 {
+            return Err(RejectCode::InvalidAmount);
+        }
+        let supply = self.supply[asset as usize]
+            .checked_add(amount)
+            .ok_or(RejectCode::AmountOverflow)?;
+        let ai = self.account_or_create(account)?;
+        self.touch_balance(ai, asset);
+        self.supply[asset as usize] = supply;
+        // Cannot overflow: every balance is at most the supply.
+        self.accounts[ai as usize].bal[asset as usize].available += amount;
+        Ok(())
+    }
+
+    fn withdraw(
+        &mut self,
+        account: AccountId,
+        asset: AssetId,
+        amount: u64,
+    ) -> Result<(), RejectCode> {
+        if asset as usize >= ASSETS_MAX {
+            return Err(RejectCode::UnknownAsset);
+        }
+        if amount == 0 {
+            return Err(RejectCode::InvalidAmount);
+        }
+        let ai = *self
+            .account_index
+            .get(&account)
+            .ok_or(RejectCode::InsufficientFunds)?;
+        if self.accounts[ai as usize].bal[asset as usize].available < amount {
+            return Err(RejectCode::InsufficientFunds);
+        }
+        self.touch_balance(ai, asset);
+        self.accounts[ai as usize].bal[asset as usize].available -= amount;
+        self.supply[asset as usize] -= amount;
+        Ok(())
+    }
+
+    /// Moves `amount` of `asset` from available to held.
+    pub(crate) fn hold(&mut self, ai: u32, asset: AssetId, amount: u64) {
+        self.touch_balance(ai, asset);
+        let b = &mut self.accounts[ai as usize].bal[asset as usize];
+        b.available -= amount;
+        b.held += amount;
+    }
+
+    /// Moves `amount` of `asset` from held back to available.
+    pub(crate) fn release(&mut self, ai: u32, asset: AssetId, amount: u64) {
+        if amount == 0 {
+            return;
+        }
+        self.touch_balance(ai, asset);
+        let b = &mut self.accounts[ai as usize].bal[asset as usize];
+        b.held -= amount;
+        b.available += amount;
+    }
+
+    // ---- markets -----------------------------------------------------------------------
+
+    pub(crate) fn market_idx(&self, market: MarketId) -> Result<u32, RejectCode> {
+        self.market_index
+            .get(&u64::from(market))
+            .copied()
+            .ok_or(RejectCode::UnknownMarket)
+    }
+
+    /// Records the market's BBO before its first change in this command.
+    pub(crate) fn touch_market(&mut self, mi: u32) {
+        let m = &mut self.markets[mi as usize];
+        if m.touched_epoch != self.epoch {
+            m.touched_epoch = self.epoch;
+            m.bbo_before = m.bbo();
+            self.touched_markets.push(mi);
+        }
+    }
+
+    /// Records a level's aggregate before its first change in this command (call before
+    /// changing it; a level created later in the command starts from zero).
+    pub(crate) fn touch_level(&mut self, mi: u32, side: Side, price: PriceTicks) {
+        let epoch = self.epoch;
+        let m = &mut self.markets[mi as usize];
+        let market = m.cfg.market;
+        let book = m.book_mut(side);
+        let (qty, count) = match book.level_at(price) {
+            Some(li) => {
+                let l = &mut book.levels[li as usize];
+                if l.touched_epoch == epoch {
+                    return;
+                }
+                l.touched_epoch = epoch;
+                (l.visible, l.count)
+            }
+            None => (0, 0),
+        };
+        self.touched_levels.push(TouchedLevel {
+            market,
+            mi,
+            side,
+            price,
+            qty,
+            count,
+        });
+    }
+
+    fn create_market(&mut self, cfg: MarketConfig, out: &mut Vec<Event>) -> Result<(), RejectCode> {
+        if self.market_index.contains_key(&u64::from(cfg.market)) {
+            return Err(RejectCode::MarketExists);
+        }
+        if self.markets.len() >= MARKETS_MAX {
+            return Err(RejectCode::TooManyMarkets);
+        }
+        cfg.validate()?;
+        let mi = self.markets.len() as u32;
+        self.markets.push(new_market(cfg));
+        self.market_index.insert(u64::from(cfg.market), mi);
+        out.push(Event::MarketCreated { market: cfg.market });
+        Ok(())
+    }
+
+    fn set_phase(
+        &mut self,
+        market: MarketId,
+        op: PhaseOp,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RejectCode> {
+        let mi = self.market_idx(market)?;
+        let phase = self.markets[mi as usize].phase;
+        let next = match (op, phase) {
+            (PhaseOp::Halt, MarketPhase::Continuous) => MarketPhase::Halted,
+            (PhaseOp::Resume, MarketPhase::Halted) => MarketPhase::Continuous,
+            (PhaseOp::StartAuction, MarketPhase::Continuous | MarketPhase::Halted) => {
+                MarketPhase::Auction
+            }
+            (PhaseOp::Uncross, MarketPhase::Auction) => {
+                self.touch_market(mi);
+                self.uncross(mi, out);
+                return Ok(());
+            }
+            (PhaseOp::Uncross, _) => return Err(RejectCode::NotInAuction),
+            _ => return Err(RejectCode::InvalidPhase),
+        };
+        self.touch_market(mi);
+        self.markets[mi as usize].phase = next;
+        out.push(Event::PhaseChanged {
+            market,
+            phase: next,
+        });
+        Ok(())
+    }
+
+    // ---- orders ------------------------------------------------------------------------
+
+    fn place(&mut self, o: &NewOrder, now: TimeUs, out: &mut Vec<Event>) -> Result<(), RejectCode> {
+        let mi = self.market_idx(o.market)?;
+        let checked = self.check_new_order(mi, o, now)?;
+        // Everything below changes state: every refusal happened above.
+        let ai = checked.ai;
+        self.touch_market(mi);
+        let m = &self.markets[mi as usize];
+        let asset = m.hold_asset(o.side);
+        self.hold(ai, asset, checked.hold);
+        let id = self.next_order_id;
+        self.next_order_id += 1;
+        let order = Order {
+            id,
+            client_order_id: o.client_order_id,
+            account: o.account,
+            acct: ai,
+            market: mi,
+            side: o.side,
+            order_type: o.order_type,
+            tif: o.time_in_force,
+            price: checked.price,
+            qty: o.qty,
+            visible: o.qty,
+            peak: o.iceberg_peak,
+            stop_price: o.stop_price,
+            expire_time_us: o.expire_time_us,
+            stp: o.stp,
+            session: o.session,
+            hold: checked.hold,
+            prev: NIL,
+            next: NIL,
+            acct_prev: NIL,
+            acct_next: NIL,
+            resting: false,
+        };
+        let oi = self.alloc_order(order);
+        out.push(Event::Accepted {
+            order_id: id,
+            client_order_id: o.client_order_id,
+            account: o.account,
+            market: o.market,
+            side: o.side,
+            price: checked.price,
+            qty: o.qty,
+        });
+        let m = &mut self.markets[mi as usize];
+        match o.order_type {
+            OrderType::StopLimit | OrderType::StopMarket => {
+                match o.side {
+                    Side::Buy => m.buy_stops.insert((o.stop_price, id)),
+                    Side::Sell => m.sell_stops.insert((PriceTicks::MAX - o.stop_price, id)),
+                };
+                if o.time_in_force == TimeInForce::Gtd {
+                    self.expiries.insert((o.expire_time_us, id));
+                }
+            }
+            OrderType::Limit | OrderType::Market => {
+                if m.phase == MarketPhase::Auction {
+                    self.rest(oi);
+                } else {
+                    self.match_taker(mi, oi, out);
+                    self.run_stops(mi, out);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every check of a new order, without changing anything.
+    fn check_new_order(
+        &self,
+        mi: u32,
+        o: &NewOrder,
+        now: TimeUs,
+    ) -> Result<CheckedOrder, RejectCode> {
+        use RejectCode as R;
+        let m = &self.markets[mi as usize];
+        let cfg = &m.cfg;
+        let is_stop = matches!(o.order_type, OrderType::StopLimit | OrderType::StopMarket);
+        let is_market = matches!(o.order_type, OrderType::Market | OrderType::StopMarket);
+        let immediate = matches!(o.time_in_force, TimeInForce::Ioc | TimeInForce::Fok);
+        match m.phase {
+            MarketPhase::Halted => return Err(R::MarketHalted),
+            MarketPhase::Auction => {
+                if !is_stop && (is_market || immediate || o.post_only != PostOnly::No) {
+                    return Err(R::NotAllowedInAuction);
+                }
+            }
+            MarketPhase::Continuous => {}
+        }
+        if o.qty == 0 {
+            return Err(R::InvalidQuantity);
+        }
+        if o.qty < cfg.min_qty {
+            return Err(R::QtyBelowMin);
+        }
+        if o.qty > cfg.max_qty {
+            return Err(R::QtyAboveMax);
+        }
+        // Shape of the order: which fields each type and time in force may use.
+        if is_market {
+            if o.price != 0 || !immediate || o.post_only != PostOnly::No || o.iceberg_peak != 0 {
+                return Err(R::InvalidOrderCombination);
+            }
+        } else {
+            if o.protection_price != 0 {
+                return Err(R::InvalidOrderCombination);
+            }
+            if o.price == 0 || o.price > cfg.max_price {
+                return Err(R::InvalidPrice);
+            }
+        }
+        if is_stop {
+            if o.stop_price == 0 || o.stop_price > cfg.max_price {
+                return Err(R::InvalidPrice);
+            }
+            if o.post_only != PostOnly::No {
+                return Err(R::InvalidOrderCombination);
+            }
+        } else if o.stop_price != 0 {
+            return Err(R::InvalidOrderCombination);
+        }
+        if o.post_only != PostOnly::No && immediate {
+            return Err(R::InvalidOrderCombination);
+        }
+        if o.iceberg_peak != 0 {
+            if immediate {
+                return Err(R::InvalidOrderCombination);
+            }
+            if o.iceberg_peak >= o.qty {
+                return Err(R::InvalidIcebergPeak);
+            }
+        }
+        match o.time_in_force {
+            TimeInForce::Gtd => {
+                if o.expire_time_us <= now {
+                    return Err(R::InvalidExpiry);
+                }
+            }
+            _ => {
+                if o.expire_time_us != 0 {
+                    return Err(R::InvalidExpiry);
+                }
+            }
+        }
+        if is_stop && m.last_price != 0 {
+            let triggered = match o.side {
+                Side::Buy => m.last_price >= o.stop_price,
+                Side::Sell => m.last_price <= o.stop_price,
+            };
+            if triggered {
+                return Err(R::StopWouldTriggerNow);
+            }
+        }
+        // The price the order holds at and, for limit orders, rests at.
+        let mut price = if is_market {
+            if o.protection_price != 0 {
+                if o.protection_price > cfg.max_price {
+                    return Err(R::InvalidPrice);
+                }
+                o.protection_price
+            } else {
+                let reference = if is_stop {
+                    o.stop_price
+                } else if m.last_price != 0 {
+                    m.last_price
+                } else if m.reference_price != 0 {
+                    m.reference_price
+                } else {
+                    m.book(o.side.opposite()).best
+                };
+                if reference == 0 {
+                    return Err(R::NoReferencePrice);
+                }
+                derive_protection(cfg, o.side, reference)
+            }
+        } else {
+            o.price
+        };
+        if cfg.band_action == BandAction::Reject && m.outside_band(price) {
+            return Err(R::PriceOutsideBand);
+        }
+        let opposite_best = m.book(o.side.opposite()).best;
+        if o.post_only != PostOnly::No
+            && m.phase == MarketPhase::Continuous
+            && opposite_best != 0
+            && crosses(o.side, price, opposite_best)
+        {
+            if o.post_only == PostOnly::Reject {
+                return Err(R::PostOnlyWouldTake);
+            }
+            price = match o.side {
+                Side::Buy => opposite_best - 1,
+                Side::Sell => opposite_best + 1,
+            };
+            if price == 0 || price > cfg.max_price {
+                return Err(R::PostOnlyWouldTake);
+            }
+        }
+        if o.time_in_force == TimeInForce::Fok
+            && !is_stop
+            && !self.fok_fillable(mi, o.side, price, o.qty, o.account, o.stp)
+        {
+            return Err(R::FokNotFillable);
+        }
+        // Capacity.
+        if self.order_index.len() >= ORDERS_MAX {
+            return Err(R::EngineFull);
+        }
+        if is_stop {
+            if m.buy_stops.len() + m.sell_stops.len() >= STOP_ORDERS_PER_MARKET_MAX {
+                return Err(R::EngineFull);
+            }
+        } else if !is_market && !immediate {
+            let book = m.book(o.side);
+            if book.level_count >= PRICE_LEVELS_PER_SIDE_MAX && book.level_at(price).is_none() {
+                return Err(R::TooManyPriceLevels);
+            }
+        }
+        // Funds.
+        let hold = m.hold_for(o.side, price, o.qty).ok_or(R::AmountOverflow)?;
+        let ai = *self
+            .account_index
+            .get(&o.account)
+            .ok_or(R::InsufficientFunds)?;
+        let acct = &self.accounts[ai as usize];
+        if acct.open_orders >= OPEN_ORDERS_PER_ACCOUNT_MAX {
+            return Err(R::TooManyOpenOrders);
+        }
+        if acct.bal[m.hold_asset(o.side) as usize].available < hold {
+            return Err(R::InsufficientFunds);
+        }
+        Ok(CheckedOrder { ai, price, hold })
+    }
+
+    /// Puts an order into the slab, the id index and its owner's list.
+    fn alloc_order(&mut self, order: Order) -> u32 {
+        let id = order.id;
+        let ai = order.acct;
+        let oi = match self.free_orders.pop() {
+            Some(i) => {
+                self.orders[i as usize] = order;
+                i
+            }
+            None => {
+                self.orders.push(order);
+                (self.orders.len() - 1) as u32
+            }
+        };
+        self.order_index.insert(id, oi);
+        let a = &mut self.accounts[ai as usize];
+        let tail = a.order_tail;
+        a.order_tail = oi;
+        if tail == NIL {
+            a.order_head = oi;
+        } else {
+            self.orders[tail as usize].acct_next = oi;
+        }
+        self.orders[oi as usize].acct_prev = tail;
+        self.accounts[ai as usize].open_orders += 1;
+        oi
+    }
+
+    /// Takes a closed order (not resting, no stop entry, hold already zero or released)
+    /// out of the slab, the index, the expiry set and its owner's list.
+    pub(crate) fn free_order(&mut self, oi: u32) {
+        let (id, ai, prev, next, tif, exp) = {
+            let o = &self.orders[oi as usize];
+            (
+                o.id,
+                o.acct,
+                o.acct_prev,
+                o.acct_next,
+                o.tif,
+                o.expire_time_us,
+            )
+        };
+        debug_assert_eq!(self.orders[oi as usize].hold, 0);
+        if tif == TimeInForce::Gtd {
+            self.expiries.remove(&(exp, id));
+        }
+        self.order_index.remove(&id);
+        if prev == NIL {
+            self.accounts[ai as usize].order_head = next;
+        } else {
+            self.orders[prev as usize].acct_next = next;
+        }
+        if next == NIL {
+            self.accounts[ai as usize].order_tail = prev;
+        } else {
+            self.orders[next as usize].acct_prev = prev;
+        }
+        self.accounts[ai as usize].open_orders -= 1;
+        self.free_orders.push(oi);
+    }
+
+    /// Puts an order at the back of its price level.
+    pub(crate) fn rest(&mut self, oi: u32) {
+        let (mi, side, price, qty, peak, tif, exp, id) = {
+            let o = &self.orders[oi as usize];
+            (
+                o.market,
+                o.side,
+                o.price,
+                o.qty,
+                o.peak,
+                o.tif,
+                o.expire_time_us,
+                o.id,
+            )
+        };
+        self.touch_level(mi, side, price);
+        let epoch = self.epoch;
+        let o = &mut self.orders[oi as usize];
+        o.visible = if peak > 0 { peak.min(qty) } else { qty };
+        let book = self.markets[mi as usize].book_mut(side);
+        let li = book.level_or_insert(price);
+        book.levels[li as usize].touched_epoch = epoch;
+        crate::book::push_back(book, &mut self.orders, li, oi);
+        if tif == TimeInForce::Gtd {
+            self.expiries.insert((exp, id));
+        }
+    }
+
+    /// Closes an open order (resting, stop, or incoming), releasing its hold.
+    pub(crate) fn cancel_order(&mut self, oi: u32, reason: CancelReason, out: &mut Vec<Event>) {
+        let (mi, side, price, resting, id, account, qty, hold, ai, otype, stop) = {
+            let o = &self.orders[oi as usize];
+            (
+                o.market,
+                o.side,
+                o.price,
+                o.resting,
+                o.id,
+                o.account,
+                o.qty,
+                o.hold,
+                o.acct,
+                o.order_type,
+                o.stop_price,
+            )
+        };
+        self.touch_market(mi);
+        if resting {
+            self.touch_level(mi, side, price);
+            let book = self.markets[mi as usize].book_mut(side);
+            crate::book::unlink(book, &mut self.orders, oi);
+        } else if matches!(otype, OrderType::StopLimit | OrderType::StopMarket) {
+            let m = &mut self.markets[mi as usize];
+            match side {
+                Side::Buy => m.buy_stops.remove(&(stop, id)),
+                Side::Sell => m.sell_stops.remove(&(PriceTicks::MAX - stop, id)),
+            };
+        }
+        let asset = self.markets[mi as usize].hold_asset(side);
+        self.release(ai, asset, hold);
+        self.orders[oi as usize].hold = 0;
+        out.push(Event::OrderCancelled {
+            order_id: id,
+            account,
+            market: self.markets[mi as usize].cfg.market,
+            qty,
+            reason,
+        });
+        self.free_order(oi);
+    }
+
+    fn find_order(
+        &self,
+        account: AccountId,
+        market: MarketId,
+        order_id: OrderId,
+    ) -> Result<u32, RejectCode> {
+        let oi = *self
+            .order_index
+            .get(&order_id)
+            .ok_or(RejectCode::UnknownOrder)?;
+        let o = &self.orders[oi as usize];
+        if o.account != account || self.markets[o.market as usize].cfg.market != market {
+            return Err(RejectCode::UnknownOrder);
+        }
+        Ok(oi)
+    }
+
+    fn cancel(
+        &mut self,
+        account: AccountId,
+        market: MarketId,
+        order_id: OrderId,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RejectCode> {
+        self.market_idx(market)?;
+        let oi = self.find_order(account, market, order_id)?;
+        self.cancel_order(oi, CancelReason::Requested, out);
+        Ok(())
+    }
+
+    /// Cancels, in id order, every open order of `account` that `keep` selects.
+    fn cancel_where(
+        &mut self,
+        account: AccountId,
+        out: &mut Vec<Event>,
+        reason: CancelReason,
+        select: impl Fn(&Order, MarketId) -> bool,
+    ) {
+        let Some(&ai) = self.account_index.get(&account) else {
+            return;
+        };
+        let mut list = std::mem::take(&mut self.scratch);
+        list.clear();
+        let mut oi = self.accounts[ai as usize].order_head;
+        while oi != NIL {
+            let o = &self.orders[oi as usize];
+            if select(o, self.markets[o.market as usize].cfg.market) {
+                list.push(oi);
+            }
+            oi = o.acct_next;
+        }
+        for &oi in &list {
+            self.cancel_order(oi, reason, out);
+        }
+        self.scratch = list;
+    }
+
+    fn amend(
+        &mut self,
+        account: AccountId,
+        market: MarketId,
+        order_id: OrderId,
+        new_price: PriceTicks,
+        new_qty: QtyLots,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RejectCode> {
+        use RejectCode as R;
+        let mi = self.market_idx(market)?;
+        let oi = self.find_order(account, market, order_id)?;
+        let m = &self.markets[mi as usize];
+        if m.phase == MarketPhase::Halted {
+            return Err(R::MarketHalted);
+        }
+        let o = &self.orders[oi as usize];
+        if !o.resting {
+            return Err(R::OrderNotAmendable);
+        }
+        if new_qty == 0 {
+            return Err(R::InvalidQuantity);
+        }
+        if new_qty > m.cfg.max_qty {
+            return Err(R::QtyAboveMax);
+        }
+        if new_price == 0 || new_price > m.cfg.max_price {
+            return Err(R::InvalidPrice);
+        }
+        if new_price == o.price && new_qty == o.qty {
+            return Err(R::AmendNoChange);
+        }
+        let price_changed = new_price != o.price;
+        if price_changed {
+            if m.cfg.band_action == BandAction::Reject && m.outside_band(new_price) {
+                return Err(R::PriceOutsideBand);
+            }
+            let opp = m.book(o.side.opposite()).best;
+            if m.phase == MarketPhase::Continuous && opp != 0 && crosses(o.side, new_price, opp) {
+                return Err(R::AmendWouldCross);
+            }
+            let book = m.book(o.side);
+            if book.level_count >= PRICE_LEVELS_PER_SIDE_MAX && book.level_at(new_price).is_none() {
+                return Err(R::TooManyPriceLevels);
+            }
+        }
+        let new_hold = m
+            .hold_for(o.side, new_price, new_qty)
+            .ok_or(R::AmountOverflow)?;
+        let asset = m.hold_asset(o.side);
+        let ai = o.acct;
+        if new_hold > o.hold
+            && self.accounts[ai as usize].bal[asset as usize].available < new_hold - o.hold
+        {
+            return Err(R::InsufficientFunds);
+        }
+        // Accepted: adjust the hold, then the book.
+        let (old_hold, side, old_price, old_qty) = (o.hold, o.side, o.price, o.qty);
+        self.touch_market(mi);
+        if new_hold > old_hold {
+            self.hold(ai, asset, new_hold - old_hold);
+        } else {
+            self.release(ai, asset, old_hold - new_hold);
+        }
+        self.orders[oi as usize].hold = new_hold;
+        let keep = !price_changed && new_qty < old_qty;
+        self.touch_level(mi, side, old_price);
+        if keep {
+            let o = &mut self.orders[oi as usize];
+            let new_visible = o.visible.min(new_qty);
+            let shown_less = o.visible - new_visible;
+            o.qty = new_qty;
+            o.visible = new_visible;
+            let book = self.markets[mi as usize].book_mut(side);
+            if let Some(li) = book.level_at(old_price) {
+                book.levels[li as usize].visible -= shown_less;
+            }
+        } else {
+            let book = self.markets[mi as usize].book_mut(side);
+            crate::book::unlink(book, &mut self.orders, oi);
+            let o = &mut self.orders[oi as usize];
+            o.price = new_price;
+            o.qty = new_qty;
+            // `rest` re-adds the GTD expiry entry, which is unchanged (same key).
+            self.rest(oi);
+        }
+        let o = &self.orders[oi as usize];
+        out.push(Event::OrderAmended {
+            order_id,
+            account,
+            market,
+            price: o.price,
+            qty: o.qty,
+            priority_kept: keep,
+        });
+        Ok(())
+    }
+
+    /// Expires every GTD order whose expiry time has come, in (time, id) order.
+    fn expire(&mut self, now: TimeUs, out: &mut Vec<Event>) {
+        while let Some(&(t, id)) = self.expiries.first() {
+            if t > now {
+                break;
+            }
+            self.expiries.pop_first();
+            if let Some(&oi) = self.order_index.get(&id) {
+                self.cancel_order(oi, CancelReason::Expired, out);
+            }
+        }
+    }
+
+    /// Appends the coalesced market-data and balance events of the command and checks the
+    /// invariants.
+    fn finish(&mut self, out: &mut Vec<Event>) {
+        let mut levels = std::mem::take(&mut self.touched_levels);
+        levels.sort_by_key(|t| (t.market, t.side, t.price));
+        levels.dedup_by_key(|t| (t.market, t.side, t.price));
+        for t in &levels {
+            let book = self.markets[t.mi as usize].book(t.side);
+            let (qty, count) = book.level_at(t.price).map_or((0, 0), |l| {
+                (
+                    book.levels[l as usize].visible,
+                    book.levels[l as usize].count,
+                )
+            });
+            if (qty, count) != (t.qty, t.count) {
+                out.push(Event::Depth {
+                    market: t.market,
+                    side: t.side,
+                    price: t.price,
+                    qty,
+                    orders: count,
+                });
+            }
+        }
+        levels.clear();
+        self.touched_levels = levels;
+
+        let mut markets = std::mem::take(&mut self.touched_markets);
+        markets.sort_by_key(|mi| self.markets[*mi as usize].cfg.market);
+        for &mi in &markets {
+            let m = &mut self.markets[mi as usize];
+            if m.last_price != 0 {
+                m.reference_price = m.last_price;
+            }
+            let now = m.bbo();
+            if now != m.bbo_before {
+                out.push(Event::Bbo {
+                    market: m.cfg.market,
+                    bid_price: now[0],
+                    bid_qty: now[1],
+                    ask_price: now[2],
+                    ask_qty: now[3],
+                });
+            }
+            // Architecture Invariant: a book in continuous trading is never crossed after a
+            // command. O(1), so it runs in production too (fail-stop).
+            assert!(
+                m.phase == MarketPhase::Auction
+                    || m.bids.best == 0
+                    || m.asks.best == 0
+                    || m.bids.best < m.asks.best,
+                "book crossed in market {}",
+                m.cfg.market
+            );
+        }
+        markets.clear();
+        self.touched_markets = markets;
+
+        let mut bals = std::mem::take(&mut self.touched_balances);
+        bals.sort_by_key(|t| (t.account, t.asset));
+        for t in &bals {
+            let now = self.accounts[t.ai as usize].bal[t.asset as usize];
+            if now != t.before {
+                out.push(Event::Balance {
+                    account: t.account,
+                    asset: t.asset,
+                    available: now.available,
+                    held: now.held,
+                });
+            }
+        }
+        bals.clear();
+        self.touched_balances = bals;
+
+        if self.full_checks
+            && let Err(e) = self.check_invariants()
+        {
+            panic!("engine invariant broken: {e}");
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum PhaseOp {
+    Halt,
+    Resume,
+    StartAuction,
+    Uncross,
+}
+
+struct CheckedOrder {
+    ai: u32,
+    price: PriceTicks,
+    hold: AmountMinor,
+}
+
+pub(crate) fn new_market(cfg: MarketConfig) -> Market {
+    Market {
+        tick_value: cfg.tick_value_quote_minor().unwrap_or(1),
+        hold_fee_bps: u64::from(cfg.maker_fee_bps.max(cfg.taker_fee_bps)),
+        phase: MarketPhase::Continuous,
+        last_price: 0,
+        reference_price: cfg.reference_price,
+        bids: SideBook::new(Side::Buy),
+        asks: SideBook::new(Side::Sell),
+        buy_stops: BTreeSet::new(),
+        sell_stops: BTreeSet::new(),
+        touched_epoch: 0,
+        bbo_before: [0; 4],
+        cfg,
+    }
+}
+
+/// The protection price `market_protection_bps` away from `reference`, inside [1, max].
+fn derive_protection(cfg: &MarketConfig, side: Side, reference: PriceTicks) -> PriceTicks {
+    let r = reference as u128;
+    let bps = cfg.market_protection_bps as u128;
+    match side {
+        Side::Buy => ((r * (10_000 + bps) / 10_000) as u64).min(cfg.max_price),
+        Side::Sell => ((r * (10_000 - bps) / 10_000) as u64).max(1),
+    }
+}
+
+/// The rejection event for a command (ids copied from the command).
+fn reject_event(code: RejectCode, kind: &CommandKind) -> Event {
+    let (account, client_order_id, order_id) = match *kind {
+        CommandKind::PlaceOrder(ref o) => (o.account, o.client_order_id, 0),
+        CommandKind::Cancel {
+            account, order_id, ..
+        }
+        | CommandKind::Amend {
+            account, order_id, ..
+        } => (account, 0, order_id),
+        CommandKind::MassCancel { account, .. }
+        | CommandKind::CancelOnDisconnect { account, .. }
+        | CommandKind::Deposit { account, .. }
+        | CommandKind::Withdraw { account, .. } => (account, 0, 0),
+        _ => (0, 0, 0),
+    };
+    Event::Rejected {
+        code,
+        account,
+        client_order_id,
+        order_id,
+    }
+}
