@@ -23,19 +23,21 @@
 
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+pub mod pkcs11;
 pub mod software;
 mod verify;
+pub mod wrap_format;
 
-/// Longest key label, in bytes. Labels are also the PKCS#11 `CKA_LABEL`, and file names (hex)
-/// in the software store.
-pub const LABEL_LEN_MAX: usize = 128;
+/// Longest key label, in bytes. Labels are also the PKCS#11 `CKA_LABEL`, and file names in the
+/// software store (hex, so twice as long, within the usual 255-byte file name limit).
+pub const LABEL_LEN_MAX: usize = 120;
 /// Longest message an Ed25519 key signs in one call. Callers sign hashes and decision records,
 /// never bulk data.
 pub const MESSAGE_LEN_MAX: usize = 64 * 1024;
 /// Longest secret [`KeyStore::wrap_secret`] accepts (seeds are 16 to 64 bytes).
 pub const SECRET_LEN_MAX: usize = 1024;
 /// Longest blob [`KeyStore::unwrap_secret`] accepts: a wrapped [`SECRET_LEN_MAX`] secret
-/// (RFC 5649 adds at most 15 bytes of padding and integrity block).
+/// (see [`wrap_format`]: a 2-byte length, padding to 8, and the 8-byte integrity block).
 pub const WRAPPED_LEN_MAX: usize = SECRET_LEN_MAX + 16;
 /// Most keys one store holds (and [`KeyStore::list_keys`] returns).
 pub const KEYS_MAX: usize = 65_536;

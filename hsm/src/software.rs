@@ -17,9 +17,10 @@
 //! with `CKM_AES_KEY_WRAP_PAD`.
 
 use crate::verify::{check_sign_input, finish_ed25519, finish_secp256k1, secp256k1_public_key};
+use crate::wrap_format::{check_wrapped_len, frame, unframe, wrapped_len};
 use crate::{
-    HsmError, KEYS_MAX, KeyAlgorithm, KeyInfo, KeyStore, PublicKey, SECRET_LEN_MAX, SecretBytes,
-    Signature, WRAPPED_LEN_MAX, validate_label,
+    HsmError, KEYS_MAX, KeyAlgorithm, KeyInfo, KeyStore, PublicKey, SecretBytes, Signature,
+    validate_label,
 };
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -616,14 +617,14 @@ impl KeyStore for SoftwareKeyStore {
     }
 
     fn wrap_secret(&self, wrap_label: &str, secret: &SecretBytes) -> Result<Vec<u8>, HsmError> {
-        check_secret_len(secret)?;
+        let framed = frame(secret)?;
         let keys = self.read()?;
         let kwp = keys
             .get(wrap_label)
             .ok_or_else(|| HsmError::KeyNotFound(wrap_label.to_owned()))?
             .kwp(wrap_label)?;
         let mut out = vec![0u8; wrapped_len(secret.expose().len())];
-        kwp.wrap_key(secret.expose(), &mut out)
+        kwp.wrap_key(&framed, &mut out)
             .map_err(|e| HsmError::Device(format!("AES key wrap: {e:?}")))?;
         Ok(out)
     }
@@ -636,15 +637,12 @@ impl KeyStore for SoftwareKeyStore {
             .ok_or_else(|| HsmError::KeyNotFound(wrap_label.to_owned()))?
             .kwp(wrap_label)?;
         let mut buf = Zeroizing::new(vec![0u8; wrapped.len()]);
-        let len = kwp
-            .unwrap_key(wrapped, &mut buf)
-            .map_err(|_| {
-                HsmError::InvalidInput(
-                    "wrapped secret fails its integrity check (wrong key or corrupt)".into(),
-                )
-            })?
-            .len();
-        Ok(SecretBytes::new(buf[..len].to_vec()))
+        let plain = kwp.unwrap_key(wrapped, &mut buf).map_err(|_| {
+            HsmError::InvalidInput(
+                "wrapped secret fails its integrity check (wrong key or corrupt)".into(),
+            )
+        })?;
+        unframe(plain)
     }
 
     fn destroy_key(&self, label: &str) -> Result<(), HsmError> {
@@ -671,33 +669,6 @@ impl KeyStore for SoftwareKeyStore {
     }
 }
 
-/// Length of the RFC 5649 output for a secret of `len` bytes: padded to 8, plus 8.
-pub(crate) fn wrapped_len(len: usize) -> usize {
-    len.div_ceil(8) * 8 + 8
-}
-
-/// A secret to wrap holds 1 to [`SECRET_LEN_MAX`] bytes (RFC 5649 needs at least one).
-pub(crate) fn check_secret_len(secret: &SecretBytes) -> Result<(), HsmError> {
-    let len = secret.expose().len();
-    if len == 0 || len > SECRET_LEN_MAX {
-        return Err(HsmError::InvalidInput(format!(
-            "a secret to wrap is 1 to {SECRET_LEN_MAX} bytes, got {len}"
-        )));
-    }
-    Ok(())
-}
-
-/// A wrapped secret is a multiple of 8 bytes, 16 to [`WRAPPED_LEN_MAX`].
-pub(crate) fn check_wrapped_len(wrapped: &[u8]) -> Result<(), HsmError> {
-    let len = wrapped.len();
-    if !(16..=WRAPPED_LEN_MAX).contains(&len) || !len.is_multiple_of(8) {
-        return Err(HsmError::InvalidInput(format!(
-            "a wrapped secret is a multiple of 8 bytes from 16 to {WRAPPED_LEN_MAX}, got {len}"
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -709,14 +680,14 @@ mod tests {
     #[test]
     fn rfc5649_vector_20_bytes() {
         // RFC 5649 section 6, first example. Its KEK is AES-192, so this checks the wrapping
-        // crate and `wrapped_len` with the 192-bit variant; the AES-256 path is the same code.
+        // crate with its 192-bit variant; the AES-256 path is the same code.
         let kek = hex::decode("5840df6e29b02af1ab493b705bf16ea1ae8338f4dcc176a8").expect("hex");
         let key = hex::decode("c37b7e6492584340bed12207808941155068f738").expect("hex");
         let expected =
             hex::decode("138bdeaa9b8fa7fc61f97742e72248ee5ae6ae5360d1ae6a5f54f373fa543b6a")
                 .expect("hex");
         let kwp = aes_kw::KwpAes192::new_from_slice(&kek).expect("key");
-        let mut out = vec![0u8; wrapped_len(key.len())];
+        let mut out = vec![0u8; key.len().div_ceil(8) * 8 + 8];
         kwp.wrap_key(&key, &mut out).expect("wraps");
         assert_eq!(out, expected);
     }

@@ -38,7 +38,6 @@ pub(crate) fn check_sign_input(
 }
 
 /// Parses a 33-byte compressed (or 65-byte uncompressed) SEC1 secp256k1 point.
-#[allow(dead_code)] // used by the PKCS#11 backend
 pub(crate) fn secp256k1_verifying_key(sec1: &[u8]) -> Result<VerifyingKey, HsmError> {
     VerifyingKey::from_sec1_bytes(sec1)
         .map_err(|_| HsmError::Device("the device returned an invalid secp256k1 point".into()))
@@ -81,7 +80,6 @@ pub(crate) fn finish_secp256k1(
 }
 
 /// Parses a 32-byte Ed25519 public key.
-#[allow(dead_code)] // used by the PKCS#11 backend
 pub(crate) fn ed25519_verifying_key(bytes: &[u8]) -> Result<ed25519_dalek::VerifyingKey, HsmError> {
     let bytes: &[u8; 32] = bytes.try_into().map_err(|_| {
         HsmError::Device("the device returned an Ed25519 key that is not 32 bytes".into())

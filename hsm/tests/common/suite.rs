@@ -194,8 +194,8 @@ pub fn wrap_unwrap(store: &dyn KeyStore, p: &str) {
             .expect("wrap");
         assert_eq!(
             wrapped.len(),
-            len.div_ceil(8) * 8 + 8,
-            "RFC 5649 length for {len}"
+            hsm::wrap_format::wrapped_len(len),
+            "length for {len}"
         );
         if len >= 8 {
             assert!(
@@ -205,21 +205,17 @@ pub fn wrap_unwrap(store: &dyn KeyStore, p: &str) {
         }
         let back = store.unwrap_secret(&kek, &wrapped).expect("unwrap");
         assert_eq!(back.expose(), &secret[..], "round trip of {len} bytes");
+        let result = store.unwrap_secret(&other, &wrapped);
         assert!(
-            matches!(
-                store.unwrap_secret(&other, &wrapped),
-                Err(HsmError::InvalidInput(_))
-            ),
-            "another key must not unwrap it"
+            matches!(result, Err(HsmError::InvalidInput(_))),
+            "another key must not unwrap it: {result:?}"
         );
         let mut tampered = wrapped.clone();
         tampered[wrapped.len() / 2] ^= 0x01;
+        let result = store.unwrap_secret(&kek, &tampered);
         assert!(
-            matches!(
-                store.unwrap_secret(&kek, &tampered),
-                Err(HsmError::InvalidInput(_))
-            ),
-            "a tampered blob must not unwrap"
+            matches!(result, Err(HsmError::InvalidInput(_))),
+            "a tampered blob must not unwrap: {result:?}"
         );
     }
     let seed = SecretBytes::new(vec![9u8; 32]);
@@ -239,7 +235,12 @@ pub fn wrap_unwrap(store: &dyn KeyStore, p: &str) {
         store.wrap_secret(&kek, &SecretBytes::new(vec![0u8; SECRET_LEN_MAX + 1])),
         Err(HsmError::InvalidInput(_))
     ));
-    for bad in [&[][..], &[0u8; 8][..], &[0u8; 23][..]] {
+    for bad in [
+        &[][..],
+        &[0u8; 8][..],
+        &[0u8; 23][..],
+        &[0u8; hsm::WRAPPED_LEN_MAX + 8][..],
+    ] {
         assert!(
             matches!(
                 store.unwrap_secret(&kek, bad),
@@ -291,6 +292,12 @@ pub fn label_rules(store: &dyn KeyStore, p: &str) {
             "{bad:?}"
         );
     }
+    // The longest label is accepted (and, in the software store, is a valid file name).
+    let longest = format!("{p}{}", "l".repeat(hsm::LABEL_LEN_MAX - p.len()));
+    store
+        .generate_key(&longest, KeyAlgorithm::Secp256k1)
+        .expect("longest label");
+    assert!(store.sign(&longest, &[1u8; 32]).is_ok());
     // The label is unchanged by the duplicate attempts: still one Ed25519 key.
     let mine: Vec<_> = store
         .list_keys()
