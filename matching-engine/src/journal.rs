@@ -522,6 +522,18 @@ fn scan_dir(
         segments: segments.len(),
     };
     let mut last = None;
+    if let Some((first, path)) = segments.first()
+        && *first > after_seq.saturating_add(1)
+    {
+        return Err(JournalError::Corrupt {
+            path: path.clone(),
+            offset: 0,
+            what: format!(
+                "journal starts at {first}, but records from {} are needed",
+                after_seq + 1
+            ),
+        });
+    }
     let mut expect_first: Option<u64> = None;
     for (i, (name_seq, path)) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
@@ -684,7 +696,8 @@ pub struct Journal {
 impl Journal {
     /// Opens (creating if needed) the journal in `dir`: replays every record after `after_seq`
     /// through `on_record`, cuts a torn tail, and returns the journal ready to append after the
-    /// last valid record.
+    /// last valid record. The caller must check that [`Journal::durable_seq`] is at least
+    /// `after_seq` (a journal that ends before its snapshot is an inconsistency).
     pub fn open(
         dir: &Path,
         options: JournalOptions,
@@ -699,7 +712,13 @@ impl Journal {
         }
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let scan = scan_dir(dir, Mode::Repair, after_seq, &mut on_record)?;
-        let last_seq = scan.end.last_seq;
+        // With no segment at all (nothing written since the snapshot at `after_seq`, or a
+        // fresh directory), the journal continues right after the snapshot.
+        let last_seq = if scan.last.is_none() {
+            scan.end.last_seq.max(after_seq)
+        } else {
+            scan.end.last_seq
+        };
         let (file, path, segment_len) = match scan.last {
             Some((_, path, len)) => {
                 let f = OpenOptions::new()
@@ -857,25 +876,32 @@ impl Journal {
         self.batch_records = 0;
     }
 
-    /// Deletes closed segments every record of which has a sequence number at most `seq`
-    /// (records a snapshot at `seq` makes unnecessary). The open segment is never deleted.
-    /// Returns the number of files removed.
+    /// Deletes closed segments every record of which has a sequence number at most `seq`; see
+    /// [`prune_through`].
     pub fn prune_through(&mut self, seq: u64) -> Result<usize, JournalError> {
-        let segments = list_segments(&self.dir)?;
-        let mut removed = 0;
-        for pair in segments.windows(2) {
-            let (_, path) = &pair[0];
-            let (next_first, _) = pair[1];
-            if next_first <= seq.saturating_add(1) && *path != self.path {
-                fs::remove_file(path).map_err(io_err(path))?;
-                removed += 1;
-            }
-        }
-        if removed > 0 {
-            sync_dir(&self.dir)?;
-        }
-        Ok(removed)
+        prune_through(&self.dir, seq)
     }
+}
+
+/// Deletes closed segments of the journal in `dir` every record of which has a sequence
+/// number at most `seq` (records a snapshot at `seq` makes unnecessary). The last segment,
+/// the one being written, is never deleted, so this is safe while a writer runs: a segment
+/// it creates meanwhile is simply not seen. Returns the number of files removed.
+pub fn prune_through(dir: &Path, seq: u64) -> Result<usize, JournalError> {
+    let segments = list_segments(dir)?;
+    let mut removed = 0;
+    for pair in segments.windows(2) {
+        let (_, path) = &pair[0];
+        let (next_first, _) = pair[1];
+        if next_first <= seq.saturating_add(1) {
+            fs::remove_file(path).map_err(io_err(path))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        sync_dir(dir)?;
+    }
+    Ok(removed)
 }
 
 // ---------------------------------------------------------------------------------------------

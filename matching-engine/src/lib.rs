@@ -26,6 +26,7 @@ mod export;
 pub mod journal;
 pub mod limits;
 mod matching;
+pub mod recovery;
 pub mod snapshot;
 pub mod state;
 
