@@ -4,6 +4,7 @@
 //!
 //! - [`file::FileStore`]: the embedded default, an append-only file of length-prefixed,
 //!   CRC32C-checked block records plus an applied-height marker, fsynced per block.
+//! - [`memory::MemoryStore`]: in memory, for scratch chains, tests and benchmarks.
 //! - [`pg::PgStore`]: PostgreSQL, for production and regulators' queries; one database
 //!   transaction per block.
 //!
@@ -11,6 +12,7 @@
 //! async driver on a private runtime.
 
 pub mod file;
+pub mod memory;
 pub mod pg;
 
 use crate::block::CommittedBlock;
