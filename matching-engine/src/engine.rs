@@ -274,6 +274,11 @@ impl Engine {
         self.last_seq
     }
 
+    /// The id the next accepted order will get.
+    pub fn next_order_id(&self) -> OrderId {
+        self.next_order_id
+    }
+
     /// Time of the last applied command.
     pub fn last_time_us(&self) -> TimeUs {
         self.last_time_us
@@ -320,6 +325,15 @@ impl Engine {
         self.order_index
             .get(&order_id)
             .map(|oi| self.record_of(*oi))
+    }
+
+    /// The market of an open order.
+    pub fn order_market(&self, order_id: OrderId) -> Option<MarketId> {
+        self.order_index.get(&order_id).map(|oi| {
+            self.markets[self.orders[*oi as usize].market as usize]
+                .cfg
+                .market
+        })
     }
 
     /// Number of open orders (resting plus stops) in the engine.

@@ -158,7 +158,11 @@ impl Engine {
                 let mut prev_price: Option<PriceTicks> = None;
                 for r in list {
                     let oi = e.import_order(mi, r)?;
-                    if r.side != side || r.order_type != OrderType::Limit || r.visible == 0 {
+                    if r.side != side
+                        || r.order_type != OrderType::Limit
+                        || r.visible == 0
+                        || (r.iceberg_peak != 0 && r.visible > r.iceberg_peak)
+                    {
                         return Err(StateError::InvalidOrder {
                             order_id: r.order_id,
                             reason: "not a resting limit order of this side",
@@ -223,9 +227,6 @@ impl Engine {
         let m = &self.markets[mi as usize];
         if r.qty == 0 || r.visible > r.qty || r.price == 0 || r.price > m.cfg.max_price {
             return Err(bad("quantity or price out of range"));
-        }
-        if r.iceberg_peak != 0 && r.visible > r.iceberg_peak {
-            return Err(bad("iceberg shows more than its peak"));
         }
         let hold = m
             .hold_for(r.side, r.price, r.qty)
