@@ -311,14 +311,14 @@ impl Model {
             if let Some(at) = failed_at {
                 *self = saved;
                 let culprit = chain[at - i];
-                for j in i..=end {
+                for (j, spec) in specs.iter().enumerate().take(end + 1).skip(i) {
                     let r = if j == at {
                         culprit
                     } else {
                         R::LinkedEventFailed
                     };
                     if Self::recorded(r) {
-                        self.failed.insert(specs[j].transfer.id, r);
+                        self.failed.insert(spec.transfer.id, r);
                     }
                     results.push(r);
                 }
