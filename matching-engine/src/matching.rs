@@ -466,17 +466,20 @@ impl Engine {
         candidates.dedup();
         let reference = m.reference_price;
         let mut best: Option<(u64, u64, u64, PriceTicks)> = None; // (volume, imbalance, distance, price)
+        // Candidates ascend, so the volume offered at or below p only grows and the volume
+        // bid at or above p only shrinks: two cursors make this linear.
+        let mut buy: u64 = bids.iter().map(|(_, q)| q).sum();
+        let mut sell: u64 = 0;
+        let (mut ai, mut bi) = (0usize, bids.len());
         for &p in &candidates {
-            let buy: u64 = bids
-                .iter()
-                .take_while(|(bp, _)| *bp >= p)
-                .map(|(_, q)| q)
-                .sum();
-            let sell: u64 = asks
-                .iter()
-                .take_while(|(ap, _)| *ap <= p)
-                .map(|(_, q)| q)
-                .sum();
+            while ai < asks.len() && asks[ai].0 <= p {
+                sell += asks[ai].1;
+                ai += 1;
+            }
+            while bi > 0 && bids[bi - 1].0 < p {
+                buy -= bids[bi - 1].1;
+                bi -= 1;
+            }
             let vol = buy.min(sell);
             if vol == 0 {
                 continue;

@@ -433,6 +433,26 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
+    /// Auctions are rare in random streams: here every case fills an auction book with
+    /// limit orders (icebergs included), uncrosses it, and goes on trading.
+    #[test]
+    fn auction_uncross_matches_the_naive_model(
+        market in prop_oneof![Just(1u32), Just(3u32)],
+        orders in prop::collection::vec((1..=ACCOUNTS, side(), 94u64..=106, 1u64..7, prop_oneof![3 => Just(0u64), 1 => 1u64..3]), 1..40),
+        after in prop::collection::vec(spec(), 0..30),
+    ) {
+        let mut specs = vec![Spec::Phase { market, op: 4 }];
+        for (account, side, price, qty, peak) in orders {
+            specs.push(Spec::Place {
+                account, market, side, kind: 0, tif: 0, price, qty, stop: 0, prot: 0,
+                expire_in: 1, post: 9, peak, stp: 7, session: 0,
+            });
+        }
+        specs.push(Spec::Phase { market, op: 7 });
+        specs.extend(after);
+        run(&specs)?;
+    }
+
     #[test]
     fn engine_matches_the_naive_model(specs in prop::collection::vec(spec(), 1..200)) {
         run(&specs)?;
