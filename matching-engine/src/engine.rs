@@ -1185,8 +1185,10 @@ impl Engine {
     /// invariants.
     fn finish(&mut self, out: &mut Vec<Event>) {
         let mut levels = std::mem::take(&mut self.touched_levels);
-        levels.sort_by_key(|t| (t.market, t.side, t.price));
-        levels.dedup_by_key(|t| (t.market, t.side, t.price));
+        if levels.len() > 1 {
+            levels.sort_by_key(|t| (t.market, t.side, t.price));
+            levels.dedup_by_key(|t| (t.market, t.side, t.price));
+        }
         for t in &levels {
             let book = self.markets[t.mi as usize].book(t.side);
             let (qty, count) = book.level_at(t.price).map_or((0, 0), |l| {
@@ -1209,7 +1211,9 @@ impl Engine {
         self.touched_levels = levels;
 
         let mut markets = std::mem::take(&mut self.touched_markets);
-        markets.sort_by_key(|mi| self.markets[*mi as usize].cfg.market);
+        if markets.len() > 1 {
+            markets.sort_by_key(|mi| self.markets[*mi as usize].cfg.market);
+        }
         for &mi in &markets {
             let m = &mut self.markets[mi as usize];
             if m.last_price != 0 {
@@ -1240,7 +1244,9 @@ impl Engine {
         self.touched_markets = markets;
 
         let mut bals = std::mem::take(&mut self.touched_balances);
-        bals.sort_by_key(|t| (t.account, t.asset));
+        if bals.len() > 1 {
+            bals.sort_unstable_by_key(|t| (t.account, t.asset));
+        }
         for t in &bals {
             let now = self.accounts[t.ai as usize].bal[t.asset as usize];
             if now != t.before {
