@@ -754,7 +754,7 @@ impl Pkcs11KeyStore {
         drop(session);
         match &key {
             CachedKey::Secp256k1 { public, .. } => {
-                finish_secp256k1(public, message_or_digest, &raw).map(Some)
+                finish_secp256k1(public, message_or_digest, &raw, None).map(Some)
             }
             CachedKey::Ed25519 { public, .. } => {
                 finish_ed25519(public, message_or_digest, &raw).map(Some)

@@ -592,11 +592,12 @@ impl KeyStore for SoftwareKeyStore {
         check_sign_input(label, secret.algorithm(), message_or_digest)?;
         match secret {
             Secret::Secp256k1(key) => {
-                let (signature, _) = key.sign_prehash_recoverable(message_or_digest);
+                let (signature, id) = key.sign_prehash_recoverable(message_or_digest);
                 finish_secp256k1(
                     key.verifying_key(),
                     message_or_digest,
                     &signature.to_bytes(),
+                    Some(id.to_byte()),
                 )
             }
             Secret::Ed25519(key) => {
