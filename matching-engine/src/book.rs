@@ -368,4 +368,55 @@ mod tests {
             assert_eq!(b.level_count, 0);
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 200,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// The ladder + map + bitmap side agrees with a `BTreeSet` of prices, including prices
+        /// far outside the ladder window and re-centring after the side empties.
+        #[test]
+        fn side_book_agrees_with_an_ordered_set(
+            buy in proptest::bool::ANY,
+            ops in proptest::collection::vec(
+                (proptest::bool::ANY, proptest::prop_oneof![
+                    9_900u64..10_100,
+                    1u64..20_000,
+                    0u64..3,
+                    (PriceTicks::MAX - 3)..=PriceTicks::MAX,
+                ]),
+                1..200,
+            ),
+        ) {
+            let side = if buy { Side::Buy } else { Side::Sell };
+            let mut b = SideBook::new(side);
+            let mut model = std::collections::BTreeSet::new();
+            for (insert, price) in ops {
+                if price == 0 {
+                    continue; // 0 means "no price" on a side
+                }
+                if insert {
+                    b.level_or_insert(price);
+                    model.insert(price);
+                } else if model.remove(&price) {
+                    b.remove_level(price);
+                }
+                let mut want: Vec<u64> = model.iter().copied().collect();
+                if side == Side::Buy {
+                    want.reverse();
+                }
+                proptest::prop_assert_eq!(b.best, want.first().copied().unwrap_or(0));
+                proptest::prop_assert_eq!(b.level_count, want.len());
+                let got: Vec<u64> = b
+                    .levels_in_order()
+                    .iter()
+                    .map(|l| b.levels[*l as usize].price)
+                    .collect();
+                proptest::prop_assert_eq!(got, want);
+            }
+        }
+    }
 }
