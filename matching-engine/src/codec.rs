@@ -84,25 +84,34 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn var(&mut self, what: &'static str) -> Result<u64, DecodeError> {
-        let start = self.pos;
-        let mut v: u64 = 0;
-        for i in 0..VARINT_LEN_MAX {
-            let Some(&b) = self.bytes.get(self.pos) else {
-                return self.err(self.pos, what);
-            };
+        // Fast path: most fields (enums' neighbours, small ids, counts) fit in one byte.
+        if let Some(&b) = self.bytes.get(self.pos)
+            && b < 0x80
+        {
             self.pos += 1;
+            return Ok(b as u64);
+        }
+        let start = self.pos;
+        let rest = &self.bytes[start..];
+        let mut v: u64 = 0;
+        for (i, &b) in rest.iter().take(VARINT_LEN_MAX).enumerate() {
             let low = (b & 0x7f) as u64;
             if i == VARINT_LEN_MAX - 1 && low > 1 {
-                return self.err(self.pos - 1, "varint overflows 64 bits");
+                return self.err(start + i, "varint overflows 64 bits");
             }
             v |= low << (7 * i);
             if b & 0x80 == 0 {
                 if b == 0 && i > 0 {
-                    return self.err(self.pos - 1, "varint not in its shortest form");
+                    return self.err(start + i, "varint not in its shortest form");
                 }
+                self.pos = start + i + 1;
                 return Ok(v);
             }
+        }
+        if rest.len() < VARINT_LEN_MAX {
+            return self.err(self.bytes.len(), what);
         }
         self.err(start, "varint longer than 10 bytes")
     }

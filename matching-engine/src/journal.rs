@@ -27,7 +27,7 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"RMPJRNL\0";
 pub const JOURNAL_VERSION: u32 = 1;
 /// Bytes of the segment header: magic, version, flags, first sequence number, CRC.
 pub const SEGMENT_HEADER_LEN: usize = 32;
-/// Bytes of a record header: payload length, CRC, sequence number.
+/// Bytes of a record header: CRC, payload length, sequence number.
 pub const RECORD_HEADER_LEN: usize = 16;
 /// Largest payload of one record. Commands encode to well under 100 bytes; the margin leaves
 /// room for future commands without letting a corrupt length field make us allocate much.
@@ -134,10 +134,10 @@ impl<T: RecordEncode + ?Sized> RecordEncode for &T {
     }
 }
 
-fn record_crc(len: u32, seq: u64, payload: &[u8]) -> u32 {
-    let crc = crc32c::crc32c(&len.to_le_bytes());
-    let crc = crc32c::crc32c_append(crc, &seq.to_le_bytes());
-    crc32c::crc32c_append(crc, payload)
+/// The CRC of a record: over everything after the CRC field (length, seq, payload), which
+/// is one contiguous slice, so one pass of the hardware CRC instruction.
+fn record_crc(after_crc: &[u8]) -> u32 {
+    crc32c::crc32c(after_crc)
 }
 
 /// Appends one framed record (header + payload) to `out`.
@@ -160,11 +160,10 @@ fn frame_with(
         out.truncate(start);
         return Err(JournalError::RecordTooLarge { len });
     }
-    let len32 = len as u32;
-    let crc = record_crc(len32, seq, &out[start + RECORD_HEADER_LEN..]);
-    out[start..start + 4].copy_from_slice(&len32.to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&(len as u32).to_le_bytes());
     out[start + 8..start + 16].copy_from_slice(&seq.to_le_bytes());
+    let crc = record_crc(&out[start + 4..]);
+    out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
     Ok(())
 }
 
@@ -251,8 +250,8 @@ fn parse_record(bytes: &[u8], pos: usize, expect_seq: u64) -> Parsed<'_> {
     if rest.len() < RECORD_HEADER_LEN {
         return Parsed::Bad("short record header");
     }
-    let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes"));
-    let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+    let crc = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes"));
+    let len = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
     let seq = u64::from_le_bytes(rest[8..16].try_into().expect("8 bytes"));
     if len as usize > RECORD_PAYLOAD_MAX {
         return Parsed::Bad("record length exceeds the maximum");
@@ -262,7 +261,7 @@ fn parse_record(bytes: &[u8], pos: usize, expect_seq: u64) -> Parsed<'_> {
         return Parsed::Bad("short record payload");
     }
     let payload = &rest[RECORD_HEADER_LEN..end];
-    if record_crc(len, seq, payload) != crc {
+    if record_crc(&rest[4..end]) != crc {
         return Parsed::Bad("record checksum mismatch");
     }
     if seq != expect_seq {
@@ -282,24 +281,19 @@ fn parse_record(bytes: &[u8], pos: usize, expect_seq: u64) -> Parsed<'_> {
 /// in `bytes` at or after `from`. Such a record proves that the damage before it is not a torn
 /// tail. The sequence-number window keeps the search linear on garbage.
 fn valid_record_after(bytes: &[u8], from: usize, last_seq: u64) -> Option<usize> {
+    let seq_window = (bytes.len() / RECORD_HEADER_LEN) as u64 + 1;
     let mut pos = from;
     while pos + RECORD_HEADER_LEN <= bytes.len() {
         let rest = &bytes[pos..];
-        let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
+        let len = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes")) as usize;
         let seq = u64::from_le_bytes(rest[8..16].try_into().expect("8 bytes"));
-        let seq_window = (bytes.len() / RECORD_HEADER_LEN) as u64 + 1;
         if len <= RECORD_PAYLOAD_MAX
             && RECORD_HEADER_LEN + len <= rest.len()
             && seq > last_seq
             && seq - last_seq <= seq_window
         {
-            let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
-            if record_crc(
-                len as u32,
-                seq,
-                &rest[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len],
-            ) == crc
-            {
+            let crc = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes"));
+            if record_crc(&rest[4..RECORD_HEADER_LEN + len]) == crc {
                 return Some(pos);
             }
         }

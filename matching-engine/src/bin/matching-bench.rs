@@ -4,7 +4,7 @@
 //! `matching-bench --ops 1000000 --resting 10000 --seed 42 [--replay 10000000]` pre-funds the
 //! accounts with deposit commands, pre-fills `resting` passive orders, then applies a seeded
 //! stream of `ops` commands (60 % passive limit adds, 30 % cancels of random earlier orders,
-//! live or already filled, 10 % marketable IOC orders), generated before timing. It prints one
+//! live or already filled, 10 % marketable IOC orders taking a few resting orders each), generated before timing. It prints one
 //! JSON line: throughput from an untimed-per-op pass, latency percentiles from a second pass
 //! on a fresh engine timing each command with `Instant`. With `--replay N` it also journals N
 //! commands to a temporary directory and measures replay (read + checksum + decode + apply).
@@ -20,8 +20,10 @@ use matching_engine::{
     OrderType, PostOnly, Side, StpMode, TimeInForce, demo_markets,
 };
 
-/// Accounts trading in the benchmark (each well under the per-account open-order limit).
-const ACCOUNTS: u64 = 20_000;
+/// Default number of trading accounts (`--accounts`).
+const ACCOUNTS_DEFAULT: u64 = 1_000;
+/// Most trading accounts accepted.
+const ACCOUNTS_MAX: u64 = 100_000;
 /// The fee account (not one of the traders).
 const FEE_ACCOUNT: u64 = 1;
 /// First trader account id.
@@ -57,21 +59,31 @@ impl Rng {
 /// Generates the command stream: setup (market, deposits), then resting orders, then the
 /// operation mix. Order ids are predicted (the engine gives accepted orders dense ids from 1,
 /// and every order here is accepted), so cancels can name earlier orders and their owners.
+/// A cancel targets a random resting order the stream has not cancelled yet, which may have
+/// been filled meanwhile (the engine then refuses it with `UnknownOrder`). Marketable orders
+/// take a few resting orders each, so the book stays near its pre-filled size instead of
+/// growing for ever.
 struct Workload {
     rng: Rng,
+    /// Trading accounts, ids `FIRST_ACCOUNT..FIRST_ACCOUNT + accounts`.
+    accounts: u64,
     seq: u64,
     time_us: u64,
-    /// Owner account of each order id (index = id - 1).
-    owners: Vec<u64>,
+    /// Orders placed so far (= the last order id given).
+    placed: u64,
+    /// Resting orders not yet cancelled by the stream: (order id, owner).
+    live: Vec<(u64, u64)>,
 }
 
 impl Workload {
-    fn new(seed: u64) -> Self {
+    fn new(seed: u64, accounts: u64) -> Self {
         Self {
             rng: Rng(seed),
+            accounts,
             seq: 0,
             time_us: 1_700_000_000_000_000,
-            owners: Vec::new(),
+            placed: 0,
+            live: Vec::new(),
         }
     }
 
@@ -90,7 +102,7 @@ impl Workload {
         // A trade outside the band would halt the market mid-benchmark; refuse instead.
         config.band_action = BandAction::Reject;
         let mut out = vec![self.cmd(CommandKind::CreateMarket(config))];
-        for i in 0..ACCOUNTS {
+        for i in 0..self.accounts {
             let account = FIRST_ACCOUNT + i;
             for (asset, amount) in [(ASSET_CITY, 10u64.pow(14)), (ASSET_EUR, 10u64.pow(12))] {
                 out.push(self.cmd(CommandKind::Deposit {
@@ -104,9 +116,12 @@ impl Workload {
     }
 
     fn order(&mut self, side: Side, price: u64, qty: u64, tif: TimeInForce) -> Command {
-        let account = FIRST_ACCOUNT + self.rng.below(ACCOUNTS);
-        self.owners.push(account);
-        let client_order_id = self.owners.len() as u64;
+        let account = FIRST_ACCOUNT + self.rng.below(self.accounts);
+        self.placed += 1;
+        let client_order_id = self.placed;
+        if tif == TimeInForce::Gtc {
+            self.live.push((self.placed, account));
+        }
         self.cmd(CommandKind::PlaceOrder(NewOrder {
             account,
             market: MARKET_CITY_EUR,
@@ -143,11 +158,11 @@ impl Workload {
 
     fn next_op(&mut self) -> Command {
         let roll = self.rng.below(100);
-        if roll < 60 || self.owners.is_empty() {
+        if roll < 60 || self.live.is_empty() {
             self.passive()
         } else if roll < 90 {
-            let order_id = 1 + self.rng.below(self.owners.len() as u64);
-            let account = self.owners[order_id as usize - 1];
+            let pick = self.rng.below(self.live.len() as u64) as usize;
+            let (order_id, account) = self.live.swap_remove(pick);
             self.cmd(CommandKind::Cancel {
                 account,
                 market: MARKET_CITY_EUR,
@@ -163,7 +178,7 @@ impl Workload {
                 Side::Buy => MID + SPREAD_TICKS,
                 Side::Sell => MID - SPREAD_TICKS,
             };
-            let qty = 1 + self.rng.below(20);
+            let qty = 1 + self.rng.below(60);
             self.order(side, price, qty, TimeInForce::Ioc)
         }
     }
@@ -174,6 +189,7 @@ struct Args {
     resting: u64,
     seed: u64,
     replay: u64,
+    accounts: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -182,6 +198,7 @@ fn parse_args() -> Result<Args, String> {
         resting: 10_000,
         seed: 42,
         replay: 0,
+        accounts: ACCOUNTS_DEFAULT,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -194,15 +211,19 @@ fn parse_args() -> Result<Args, String> {
             "--resting" => args.resting = n,
             "--seed" => args.seed = n,
             "--replay" => args.replay = n,
+            "--accounts" => args.accounts = n,
             _ => {
                 return Err(format!(
-                    "unknown flag {flag} (--ops, --resting, --seed, --replay)"
+                    "unknown flag {flag} (--ops, --resting, --seed, --replay, --accounts)"
                 ));
             }
         }
     }
     if args.ops == 0 || args.ops > OPS_MAX {
         return Err(format!("--ops must be in 1..={OPS_MAX}"));
+    }
+    if args.accounts == 0 || args.accounts > ACCOUNTS_MAX {
+        return Err(format!("--accounts must be in 1..={ACCOUNTS_MAX}"));
     }
     if args.resting > OPS_MAX || args.replay > REPLAY_MAX {
         return Err("--resting or --replay too large".into());
@@ -239,7 +260,7 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
 
 fn main() -> Result<(), String> {
     let args = parse_args()?;
-    let mut w = Workload::new(args.seed);
+    let mut w = Workload::new(args.seed, args.accounts);
     let mut setup = w.setup();
     for _ in 0..args.resting {
         let c = w.passive();
@@ -252,6 +273,7 @@ fn main() -> Result<(), String> {
     let mut out = Vec::with_capacity(1024);
     let mut events = 0u64;
     let mut rejects = 0u64;
+    let cpu_before = thread_cpu_ns();
     let start = Instant::now();
     for cmd in &ops {
         engine.apply(cmd, &mut out);
@@ -260,12 +282,14 @@ fn main() -> Result<(), String> {
         out.clear();
     }
     let elapsed = start.elapsed();
+    let cpu_ns = cpu_before.zip(thread_cpu_ns()).map(|(a, b)| b - a);
     let open_orders = engine.open_orders();
     drop(engine);
 
     // Pass 2: latency of each command on a fresh engine fed the same stream.
     let mut engine = fresh_engine(&setup);
     let mut lat_ns: Vec<u32> = Vec::with_capacity(ops.len());
+    let mut reject_codes = [0u64; 64];
     let clock_overhead = {
         let t = Instant::now();
         for _ in 0..1000 {
@@ -277,6 +301,11 @@ fn main() -> Result<(), String> {
         let t = Instant::now();
         engine.apply(cmd, &mut out);
         let dt = t.elapsed();
+        for e in &out {
+            if let Event::Rejected { code, .. } = e {
+                reject_codes[code.code() as usize % reject_codes.len()] += 1;
+            }
+        }
         out.clear();
         lat_ns.push(dt.as_nanos().min(u32::MAX as u128) as u32);
     }
@@ -285,11 +314,13 @@ fn main() -> Result<(), String> {
 
     let ops_per_sec = args.ops as f64 / elapsed.as_secs_f64();
     let mut line = format!(
-        "{{\"ops\":{},\"resting\":{},\"seed\":{},\"ops_per_sec\":{:.0},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{},\"clock_overhead_ns\":{},\"events_per_op\":{:.2},\"rejects\":{},\"open_orders_after\":{}",
+        "{{\"ops\":{},\"resting\":{},\"accounts\":{},\"seed\":{},\"ops_per_sec\":{:.0},\"ops_per_cpu_sec\":{:.0},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{},\"clock_overhead_ns\":{},\"events_per_op\":{:.2},\"rejects\":{},\"open_orders_after\":{}",
         args.ops,
         args.resting,
+        args.accounts,
         args.seed,
         ops_per_sec,
+        cpu_ns.map_or(0.0, |ns| args.ops as f64 / (ns as f64 / 1e9)),
         percentile(&lat_ns, 0.50),
         percentile(&lat_ns, 0.99),
         percentile(&lat_ns, 0.999),
@@ -300,24 +331,47 @@ fn main() -> Result<(), String> {
         open_orders,
     );
     if args.replay > 0 {
-        let (write, replay) = replay_bench(args.replay, args.seed).map_err(|e| e.to_string())?;
+        let f = replay_bench(args.replay, args.seed, args.accounts).map_err(|e| e.to_string())?;
+        let n = args.replay as f64;
         line.push_str(&format!(
-            ",\"replay_events\":{},\"journal_write_events_per_sec\":{:.0},\"replay_events_per_sec\":{:.0}",
+            ",\"replay_events\":{},\"journal_write_events_per_sec\":{:.0},\"replay_decode_events_per_sec\":{:.0},\"replay_events_per_sec\":{:.0},\"replay_events_per_cpu_sec\":{:.0}",
             args.replay,
-            args.replay as f64 / write.as_secs_f64(),
-            args.replay as f64 / replay.as_secs_f64(),
+            n / f.write.as_secs_f64(),
+            n / f.decode.as_secs_f64(),
+            n / f.replay.as_secs_f64(),
+            f.replay_cpu_ns.map_or(0.0, |ns| n / (ns as f64 / 1e9)),
         ));
     }
     line.push('}');
     println!("{line}");
+    // Which refusals the stream met (cancels of orders already filled or cancelled are
+    // expected), on stderr so that stdout stays one JSON line.
+    let by_code: Vec<String> = reject_codes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(code, n)| format!("{code}:{n}"))
+        .collect();
+    eprintln!("rejects by code: {}", by_code.join(" "));
     Ok(())
 }
 
+/// Figures of the replay benchmark.
+struct ReplayFigures {
+    write: Duration,
+    /// Read + checksum + decode, without applying.
+    decode: Duration,
+    /// Read + checksum + decode + apply.
+    replay: Duration,
+    replay_cpu_ns: Option<u64>,
+}
+
 /// Journals `n` commands (setup first, then the operation mix) with group commit and real
-/// `fdatasync`s, then replays the whole journal into a fresh engine. Returns both durations.
-fn replay_bench(n: u64, seed: u64) -> Result<(Duration, Duration), JournalError> {
+/// `fdatasync`s, then reads the whole journal twice: once only decoding, once also applying
+/// every command to a fresh engine.
+fn replay_bench(n: u64, seed: u64, accounts: u64) -> Result<ReplayFigures, JournalError> {
     let dir = TempDir::new()?;
-    let mut w = Workload::new(seed ^ 0x5eed);
+    let mut w = Workload::new(seed ^ 0x5eed, accounts);
     let mut setup = w.setup();
     setup.truncate(n as usize);
     let options = JournalOptions::default();
@@ -341,29 +395,54 @@ fn replay_bench(n: u64, seed: u64) -> Result<(Duration, Duration), JournalError>
     drop(j);
     drop(w);
 
+    let decode_err = |seq, e: matching_engine::codec::DecodeError| JournalError::Replay {
+        seq,
+        what: e.to_string(),
+    };
+    let start = Instant::now();
+    let mut checksum = 0u64;
+    journal::read_dir(&dir.0, 0, |seq, payload| {
+        let cmd = decode_command(payload).map_err(|e| decode_err(seq, e))?;
+        checksum = checksum.wrapping_add(cmd.time_us);
+        Ok(())
+    })?;
+    let decode = start.elapsed();
+    std::hint::black_box(checksum);
+
     let mut engine = Engine::new(EngineConfig {
         fee_account: FEE_ACCOUNT,
     });
     engine.set_full_invariant_checks(false);
     let mut out = Vec::with_capacity(1024);
+    let cpu_before = thread_cpu_ns();
     let start = Instant::now();
     let end = journal::read_dir(&dir.0, 0, |seq, payload| {
-        let cmd = decode_command(payload).map_err(|e| JournalError::Replay {
-            seq,
-            what: e.to_string(),
-        })?;
+        let cmd = decode_command(payload).map_err(|e| decode_err(seq, e))?;
         engine.apply(&cmd, &mut out);
         out.clear();
         Ok(())
     })?;
     let replay = start.elapsed();
+    let replay_cpu_ns = cpu_before.zip(thread_cpu_ns()).map(|(a, b)| b - a);
     if end.last_seq != n {
         return Err(JournalError::Replay {
             seq: end.last_seq,
             what: "journal shorter than written".into(),
         });
     }
-    Ok((write, replay))
+    Ok(ReplayFigures {
+        write,
+        decode,
+        replay,
+        replay_cpu_ns,
+    })
+}
+
+/// CPU time this thread has run, in nanoseconds (Linux `/proc/thread-self/schedstat`), so
+/// that figures taken on a shared, loaded machine can also be given per CPU-second.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
 }
 
 /// A temporary directory removed on drop (std only; the benchmark keeps its dependencies to
