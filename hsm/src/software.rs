@@ -34,6 +34,8 @@ use zeroize::Zeroizing;
 
 /// Name of the header file inside a store directory.
 pub const HEADER_FILE: &str = "keystore.hdr";
+/// Name of the lock file inside a store directory.
+pub const LOCK_FILE: &str = "keystore.lock";
 /// Extension of a key file.
 const KEY_EXTENSION: &str = "key";
 /// Extension of a file being written; leftovers of a crash are removed at open.
@@ -211,6 +213,10 @@ struct Disk {
     dir: PathBuf,
     /// Derived from the passphrase with Argon2id; encrypts every key file.
     master: Zeroizing<[u8; SECRET_KEY_LEN]>,
+    /// Holds an exclusive lock on `keystore.lock` while the store is open: a second process
+    /// (or a second store in this one) would otherwise keep its own copy of the key set and
+    /// the two would drift apart.
+    _lock: fs::File,
 }
 
 impl Disk {
@@ -384,6 +390,7 @@ impl SoftwareKeyStore {
                 .create(&dir)
                 .map_err(|e| io_error("creating the key store directory", &e))?;
         }
+        let lock = lock_dir(&dir)?;
         let header_path = dir.join(HEADER_FILE);
         let master = if header_path.exists() {
             let header = fs::read(&header_path).map_err(|e| io_error("reading the header", &e))?;
@@ -393,7 +400,11 @@ impl SoftwareKeyStore {
             write_atomically(&header_path, &header)?;
             master
         };
-        let disk = Disk { dir, master };
+        let disk = Disk {
+            dir,
+            master,
+            _lock: lock,
+        };
         let keys = load_keys(&disk)?;
         Ok(Self {
             keys: RwLock::new(keys),
@@ -411,6 +422,25 @@ impl SoftwareKeyStore {
         self.keys
             .write()
             .map_err(|_| HsmError::Device("key store lock poisoned".into()))
+    }
+}
+
+/// Takes the store's exclusive lock, or says who has it.
+fn lock_dir(dir: &Path) -> Result<fs::File, HsmError> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(LOCK_FILE))
+        .map_err(|e| io_error("opening the key store lock", &e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(HsmError::Storage(format!(
+            "the key store in {} is open elsewhere",
+            dir.display()
+        ))),
+        Err(fs::TryLockError::Error(e)) => Err(io_error("locking the key store", &e)),
     }
 }
 
@@ -733,6 +763,21 @@ mod tests {
             SoftwareKeyStore::open_with_params(&path, &passphrase("pass two"), params),
             Err(HsmError::Storage(_))
         ));
+    }
+
+    #[test]
+    fn a_store_directory_is_open_once_at_a_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let params = KdfParams::INSECURE_FAST_FOR_TESTS;
+        let first =
+            SoftwareKeyStore::open_with_params(dir.path(), &passphrase("p"), params).expect("open");
+        assert!(matches!(
+            SoftwareKeyStore::open_with_params(dir.path(), &passphrase("p"), params),
+            Err(HsmError::Storage(_))
+        ));
+        drop(first);
+        SoftwareKeyStore::open_with_params(dir.path(), &passphrase("p"), params)
+            .expect("the lock goes with the store");
     }
 
     #[test]

@@ -103,3 +103,25 @@ fn softhsm_is_not_production_grade_and_debug_shows_no_pin() {
     assert!(!printed.contains(USER_PIN), "{printed}");
     assert!(printed.contains("SoftHSM"), "{printed}");
 }
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // One token for all cases (tokens are made up front), each case under its own
+        // label prefix; SoftHSM2 writes every key to disk, so few cases.
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        #[test]
+        fn pkcs11_store_matches_the_model(ops in common::suite::ops(25)) {
+            use std::sync::OnceLock;
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static STORE: OnceLock<Pkcs11KeyStore> = OnceLock::new();
+            static CASE: AtomicUsize = AtomicUsize::new(0);
+            let store = STORE.get_or_init(|| Pkcs11KeyStore::open(new_token()).expect("open"));
+            let prefix = format!("case{}/", CASE.fetch_add(1, Ordering::SeqCst));
+            common::suite::matches_model(store, &prefix, &ops);
+        }
+    }
+}

@@ -2,8 +2,8 @@
 
 mod common;
 
-use hsm::SecretBytes;
 use hsm::software::{KdfParams, SoftwareKeyStore};
+use hsm::{KeyStore, SecretBytes};
 
 mod in_memory {
     use super::*;
@@ -39,4 +39,40 @@ mod on_disk {
     }
 
     key_store_suite!(open);
+}
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // In memory: the store's bookkeeping is what is compared, and cases are cheap.
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn in_memory_store_matches_the_model(ops in common::suite::ops(40)) {
+            let store = SoftwareKeyStore::in_memory();
+            common::suite::matches_model(&store, "m/", &ops);
+        }
+    }
+
+    proptest! {
+        // On disk each case pays an Argon2id derivation and file writes: fewer cases.
+        #![proptest_config(ProptestConfig::with_cases(16))]
+
+        #[test]
+        fn on_disk_store_matches_the_model_and_after_reopening(ops in common::suite::ops(30)) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let open = || SoftwareKeyStore::open_with_params(
+                dir.path(),
+                &SecretBytes::new(b"model".to_vec()),
+                KdfParams::INSECURE_FAST_FOR_TESTS,
+            ).expect("open");
+            let store = open();
+            common::suite::matches_model(&store, "m/", &ops);
+            let before = store.list_keys().expect("list");
+            drop(store);
+            prop_assert_eq!(open().list_keys().expect("list"), before);
+        }
+    }
 }

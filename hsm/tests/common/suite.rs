@@ -438,3 +438,116 @@ macro_rules! key_store_suite {
         )*
     };
 }
+
+/// One step of a random key-management sequence, for [`matches_model`].
+#[derive(Debug, Clone)]
+pub enum Op {
+    Generate(usize, KeyAlgorithm),
+    Destroy(usize),
+    PublicKey(usize),
+    Sign(usize),
+    List,
+}
+
+/// Labels a sequence draws from: few, so that duplicates and re-use after destroy happen.
+pub const MODEL_LABELS: usize = 5;
+
+/// A proptest strategy for [`Op`] sequences.
+pub fn ops(len_max: usize) -> impl proptest::strategy::Strategy<Value = Vec<Op>> {
+    use proptest::prelude::*;
+    let algorithm = prop_oneof![
+        Just(KeyAlgorithm::Secp256k1),
+        Just(KeyAlgorithm::Ed25519),
+        Just(KeyAlgorithm::Aes256Wrap),
+    ];
+    let label = 0..MODEL_LABELS;
+    let op = prop_oneof![
+        3 => (label.clone(), algorithm).prop_map(|(l, a)| Op::Generate(l, a)),
+        2 => label.clone().prop_map(Op::Destroy),
+        2 => label.clone().prop_map(Op::PublicKey),
+        2 => label.prop_map(Op::Sign),
+        1 => Just(Op::List),
+    ];
+    proptest::collection::vec(op, 1..=len_max)
+}
+
+/// Runs `ops` against the store and against a naive model (a map from label to algorithm and
+/// public key), comparing every answer.
+pub fn matches_model(store: &dyn KeyStore, p: &str, ops: &[Op]) {
+    use std::collections::BTreeMap;
+    let mut model: BTreeMap<String, (KeyAlgorithm, Option<Vec<u8>>)> = BTreeMap::new();
+    let label = |i: usize| format!("{p}{i}");
+    for op in ops {
+        match *op {
+            Op::Generate(i, algorithm) => {
+                let result = store.generate_key(&label(i), algorithm);
+                match model.entry(label(i)) {
+                    std::collections::btree_map::Entry::Occupied(_) => assert!(
+                        matches!(result, Err(HsmError::KeyExists(_))),
+                        "{op:?}: {result:?}"
+                    ),
+                    std::collections::btree_map::Entry::Vacant(entry) => {
+                        assert!(result.is_ok(), "{op:?}: {result:?}");
+                        entry.insert((algorithm, None));
+                    }
+                }
+            }
+            Op::Destroy(i) => {
+                let result = store.destroy_key(&label(i));
+                if model.remove(&label(i)).is_some() {
+                    assert!(result.is_ok(), "{op:?}: {result:?}");
+                } else {
+                    assert!(
+                        matches!(result, Err(HsmError::KeyNotFound(_))),
+                        "{op:?}: {result:?}"
+                    );
+                }
+            }
+            Op::PublicKey(i) => {
+                let result = store.public_key(&label(i));
+                match model.get_mut(&label(i)) {
+                    None => assert!(matches!(result, Err(HsmError::KeyNotFound(_))), "{op:?}"),
+                    Some((KeyAlgorithm::Aes256Wrap, _)) => assert!(
+                        matches!(result, Err(HsmError::WrongAlgorithm { .. })),
+                        "{op:?}: {result:?}"
+                    ),
+                    Some((algorithm, seen)) => {
+                        let public = result.expect("public key");
+                        assert_eq!(public.algorithm, *algorithm);
+                        // The same key answers with the same public key every time.
+                        let seen = seen.get_or_insert_with(|| public.bytes.clone());
+                        assert_eq!(seen, &public.bytes, "{op:?}");
+                    }
+                }
+            }
+            Op::Sign(i) => {
+                let result = store.sign(&label(i), &digest_of(i));
+                match model.get(&label(i)) {
+                    None => assert!(matches!(result, Err(HsmError::KeyNotFound(_))), "{op:?}"),
+                    Some((KeyAlgorithm::Secp256k1, _)) => {
+                        assert!(matches!(result, Ok(Signature::Secp256k1 { .. })), "{op:?}")
+                    }
+                    Some((KeyAlgorithm::Ed25519, _)) => {
+                        assert!(matches!(result, Ok(Signature::Ed25519(_))), "{op:?}")
+                    }
+                    Some(_) => assert!(
+                        matches!(result, Err(HsmError::WrongAlgorithm { .. })),
+                        "{op:?}: {result:?}"
+                    ),
+                }
+            }
+            Op::List => {
+                let listed: Vec<(String, KeyAlgorithm)> = store
+                    .list_keys()
+                    .expect("list")
+                    .into_iter()
+                    .filter(|k| k.label.starts_with(p))
+                    .map(|k| (k.label, k.algorithm))
+                    .collect();
+                let expected: Vec<(String, KeyAlgorithm)> =
+                    model.iter().map(|(l, (a, _))| (l.clone(), *a)).collect();
+                assert_eq!(listed, expected);
+            }
+        }
+    }
+}
