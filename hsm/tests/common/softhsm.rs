@@ -32,6 +32,7 @@ fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         // Under cargo's per-target temporary directory, not /tmp: the directory must outlive
         // every test of the process (a static is never dropped), and `cargo clean` removes it.
+        remove_stale_fixtures();
         let dir = tempfile::Builder::new()
             .prefix("softhsm-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
@@ -72,6 +73,24 @@ fn fixture() -> &'static Fixture {
             next: AtomicUsize::new(0),
         }
     })
+}
+
+/// Token directories of earlier test processes (a static's directory is never removed at
+/// exit): an hour old means no running test still uses it.
+fn remove_stale_fixtures() {
+    let Ok(entries) = std::fs::read_dir(env!("CARGO_TARGET_TMPDIR")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 3600));
+        if stale && entry.file_name().to_string_lossy().starts_with("softhsm-") {
+            // Best effort: another process may be removing it at the same time.
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A configuration for a token no other test uses.
