@@ -18,6 +18,7 @@ use crate::command::{
     MarketConfig, MarketId, MarketPhase, NewOrder, OrderId, OrderType, PostOnly, PriceTicks,
     QtyLots, RejectCode, Side, TimeInForce, TimeUs,
 };
+use crate::ids::OrderIndex;
 use crate::limits::{
     ACCOUNTS_MAX, ASSETS_MAX, MARKETS_MAX, OPEN_ORDERS_PER_ACCOUNT_MAX, ORDERS_MAX,
     PRICE_LEVELS_PER_SIDE_MAX, STOP_ORDERS_PER_MARKET_MAX,
@@ -196,7 +197,7 @@ pub struct Engine {
     pub(crate) account_index: IdMap<u32>,
     pub(crate) orders: Vec<Order>,
     pub(crate) free_orders: Vec<u32>,
-    pub(crate) order_index: IdMap<u32>,
+    pub(crate) order_index: OrderIndex,
     pub(crate) expiries: BTreeSet<(TimeUs, OrderId)>,
     /// Sum of all balances per asset (deposits minus withdrawals); bounds every balance.
     pub(crate) supply: [AmountMinor; ASSETS_MAX],
@@ -242,7 +243,7 @@ impl Engine {
             account_index: IdMap::default(),
             orders: Vec::new(),
             free_orders: Vec::new(),
-            order_index: IdMap::default(),
+            order_index: OrderIndex::default(),
             expiries: BTreeSet::new(),
             supply: [0; ASSETS_MAX],
             epoch: 0,
@@ -852,7 +853,8 @@ impl Engine {
             return Err(R::FokNotFillable);
         }
         // Capacity.
-        if self.order_index.len() >= ORDERS_MAX {
+        if self.order_index.len() >= ORDERS_MAX || !self.order_index.can_insert(self.next_order_id)
+        {
             return Err(R::EngineFull);
         }
         if is_stop {

@@ -218,7 +218,7 @@ impl Engine {
             order_id: r.order_id,
             reason,
         };
-        if self.order_index.len() >= ORDERS_MAX {
+        if self.order_index.len() >= ORDERS_MAX || !self.order_index.can_insert(r.order_id) {
             return Err(StateError::LimitExceeded("orders"));
         }
         if self.order_index.contains_key(&r.order_id) || r.order_id >= self.next_order_id {
@@ -350,10 +350,16 @@ impl Engine {
                 }
             }
         }
-        for (&id, &oi) in &self.order_index {
-            let o = &self.orders[oi as usize];
+        // Open orders are the slab entries the id index points at (freed entries are not).
+        let mut open = 0usize;
+        for (oi, o) in self.orders.iter().enumerate() {
+            if self.order_index.get(&o.id) != Some(&(oi as u32)) {
+                continue;
+            }
+            open += 1;
+            let id = o.id;
             let m = &self.markets[o.market as usize];
-            if o.id != id || o.qty == 0 {
+            if o.qty == 0 {
                 return Err(StateError::InvalidOrder {
                     order_id: id,
                     reason: "index or quantity wrong",
@@ -367,6 +373,9 @@ impl Engine {
             }
             held[o.acct as usize][m.hold_asset(o.side) as usize] += o.hold as u128;
             count[o.acct as usize] += 1;
+        }
+        if open != self.order_index.len() {
+            return Err(StateError::LimitExceeded("order index and slab disagree"));
         }
         let mut supply = [0u128; ASSETS_MAX];
         for (ai, a) in self.accounts.iter().enumerate() {

@@ -14,6 +14,7 @@
 //! - `matching`: continuous matching, self-trade prevention, stops, auction uncross.
 //! - `book`: one side of a book (price ladder, levels, intrusive FIFO queues).
 //! - `export`: state export/import, `state_hash`, the full invariant check.
+//! - `ids`: the paged order-id index.
 //! - `journal`, `codec`, `snapshot`, `recovery`: durability (checksummed group-commit journal,
 //!   binary encoding, atomic snapshots, restart = latest snapshot + journal replay).
 
@@ -23,6 +24,7 @@ pub mod command;
 pub mod decimal;
 pub mod engine;
 mod export;
+mod ids;
 pub mod journal;
 pub mod limits;
 mod matching;

@@ -13,6 +13,9 @@ pub const OPEN_ORDERS_PER_ACCOUNT_MAX: u32 = 1_000;
 pub const ORDERS_MAX: usize = 10_000_000;
 /// Price levels per side of one book.
 pub const PRICE_LEVELS_PER_SIDE_MAX: usize = 100_000;
+/// Largest distance between the ids of the oldest and the newest open order (the order-id
+/// index is a table over that span; 2^32 ids cost at most 16 MiB of page table).
+pub const ORDER_ID_SPAN_MAX: u64 = 1 << 32;
 /// Untriggered stop orders per market.
 pub const STOP_ORDERS_PER_MARKET_MAX: usize = 100_000;
 /// Largest quantity any market may allow, in lots (keeps notional arithmetic in u128 range).
