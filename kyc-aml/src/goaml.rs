@@ -252,6 +252,25 @@ fn report_text_ok(s: &str) -> bool {
         && !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
 }
 
+/// goAML restricts person and account names to `[a-zA-Z0-9 .'-]*`: names are transliterated
+/// to ASCII (any_ascii: "Hélène" → "Helene"), other characters become spaces, runs of spaces
+/// collapse; an empty result becomes "-".
+pub fn goaml_name(s: &str) -> String {
+    let ascii = any_ascii::any_ascii(s);
+    let kept: String = ascii
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, ' ' | '.' | '\'' | '-') {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    let out = kept.split_whitespace().collect::<Vec<_>>().join(" ");
+    if out.is_empty() { "-".to_string() } else { out }
+}
+
 /// Splits a natural person's name for goAML's first/last name fields.
 fn split_name(p: &PersonalData) -> (String, String) {
     match (&p.first_name, &p.last_name) {
@@ -265,8 +284,8 @@ fn split_name(p: &PersonalData) -> (String, String) {
 
 fn write_person(x: &mut Xml, p: &PersonalData) -> Result<(), KycError> {
     let (first, last) = split_name(p);
-    x.text("first_name", &first)?;
-    x.text("last_name", &last)?;
+    x.text("first_name", &goaml_name(&first))?;
+    x.text("last_name", &goaml_name(&last))?;
     if let Some(b) = &p.birth_date {
         x.text("birthdate", &format!("{b}T00:00:00"))?;
     }
@@ -397,8 +416,8 @@ pub fn generate(
     x.text("submission_date", &iso_datetime(req.submitted_at_us))?;
     x.text("currency_code_local", &entity.currency_code_local)?;
     x.open("reporting_person")?;
-    x.text("first_name", &entity.mlro_first_name)?;
-    x.text("last_name", &entity.mlro_last_name)?;
+    x.text("first_name", &goaml_name(&entity.mlro_first_name))?;
+    x.text("last_name", &goaml_name(&entity.mlro_last_name))?;
     x.opt("occupation", entity.mlro_occupation.as_deref())?;
     x.close("reporting_person")?;
     if let Some(l) = &entity.location {
@@ -547,5 +566,10 @@ mod tests {
         assert_eq!(iso_datetime(-1), "1969-12-31T23:59:59");
         assert_eq!(minor_to_decimal(123_405), "1234.05");
         assert_eq!(minor_to_decimal(7), "0.07");
+        assert_eq!(
+            goaml_name("Hélène  O'Brien-Łukasz"),
+            "Helene O'Brien-Lukasz"
+        );
+        assert_eq!(goaml_name("&<>"), "-");
     }
 }
