@@ -23,8 +23,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::codec::Writer;
 use crate::crypto::{
-    DOMAIN_STATE, Ed25519Key, Hash32, controller_key_is_valid, tagged_hash, verify_controller,
-    verify_ed25519,
+    DOMAIN_STATE, Ed25519Key, Hash32, ParsedEd25519Key, controller_key_is_valid, parse_ed25519,
+    tagged_hash, verify_controller, verify_ed25519_parsed,
 };
 use crate::limits::{ACCOUNTS_MAX, TIMEOUT_SECONDS_MAX, TRANSFERS_MAX, TRANSFERS_PER_BLOCK_MAX};
 pub use results::{CreateAccountResult, CreateTransferResult};
@@ -152,7 +152,8 @@ enum BatchAuth<'a> {
 /// The ledger.
 #[derive(Debug, Clone)]
 pub struct Ledger {
-    gate_keys: HashSet<Ed25519Key>,
+    /// Configured gate keys, parsed once (a key that does not parse approves nothing).
+    gate_keys: HashMap<Ed25519Key, ParsedEd25519Key>,
     verify_threads: usize,
     accounts: HashMap<u128, Account>,
     transfers: HashMap<u128, TransferRecord>,
@@ -179,7 +180,11 @@ impl Ledger {
     /// An empty ledger at height 0.
     pub fn new(config: &LedgerConfig) -> Self {
         Self {
-            gate_keys: config.gate_keys.iter().copied().collect(),
+            gate_keys: config
+                .gate_keys
+                .iter()
+                .filter_map(|key| parse_ed25519(key).map(|parsed| (*key, parsed)))
+                .collect(),
             verify_threads: config.verify_threads.max(1),
             accounts: HashMap::new(),
             transfers: HashMap::new(),
@@ -402,14 +407,16 @@ impl Ledger {
         let mut unique: Vec<Triple> = entries
             .iter()
             .flatten()
-            .filter(|triple| self.gate_keys.contains(&triple.0))
+            .filter(|triple| self.gate_keys.contains_key(&triple.0))
             .copied()
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
         unique.sort_unstable();
         let verified: Vec<bool> = parallel_map(&unique, self.verify_threads, |(key, hash, sig)| {
-            verify_ed25519(key, hash, sig)
+            self.gate_keys
+                .get(key)
+                .is_some_and(|parsed| verify_ed25519_parsed(parsed, hash, sig))
         });
         let valid: HashSet<&Triple> = unique
             .iter()
@@ -421,7 +428,7 @@ impl Ledger {
             .iter()
             .map(|entry| match entry {
                 None => CreateTransferResult::GateDecisionMissing,
-                Some(triple) if !self.gate_keys.contains(&triple.0) => {
+                Some(triple) if !self.gate_keys.contains_key(&triple.0) => {
                     CreateTransferResult::GateKeyUnknown
                 }
                 Some(triple) if valid.contains(triple) => CreateTransferResult::Ok,
