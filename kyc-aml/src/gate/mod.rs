@@ -62,11 +62,13 @@ pub struct ScreeningOutcome {
 /// The seam to sanctions and PEP screening. Implemented for `screening::Screener` and by
 /// anything else that can screen names against a list snapshot.
 pub trait CounterpartyScreener: Send + Sync + std::fmt::Debug {
-    /// Screens names (of one party, with its country when known).
+    /// Screens the names of one party, with its country when known, and its identifiers
+    /// (account numbers, crypto addresses) which lists such as OFAC's carry.
     fn screen_names(
         &self,
         names: &[String],
         country: Option<&str>,
+        identifiers: &[String],
     ) -> Result<ScreeningOutcome, KycError>;
 }
 
@@ -331,9 +333,12 @@ impl Gate {
         if !screen_names.is_empty() {
             screen_names.sort();
             screen_names.dedup();
-            let s = self
-                .screener
-                .screen_names(&screen_names, t.counterparty.country.as_deref())?;
+            let ids = [t.counterparty.key.clone()];
+            let s = self.screener.screen_names(
+                &screen_names,
+                t.counterparty.country.as_deref(),
+                &ids,
+            )?;
             record.screening = Some(ScreeningCheck {
                 snapshot_id: s.snapshot_id.clone(),
                 snapshot_hash: s.snapshot_hash,
@@ -428,5 +433,79 @@ impl Gate {
             signed,
             refusals,
         })
+    }
+}
+
+/// `screening::Screener` as the gate's screener. Each name is screened with the party's country
+/// and identifiers; the answers combine as follows: a hit at or above the alert threshold that
+/// an analyst confirmed for this party, or an exact identifier hit (a listed crypto address),
+/// is a match (reject); any other alerting hit is a possible match (hold); otherwise clear.
+/// The snapshot id is the screener's load counter, its hash the content SHA-256 of the lists.
+impl CounterpartyScreener for crate::screening::Screener {
+    fn screen_names(
+        &self,
+        names: &[String],
+        country: Option<&str>,
+        identifiers: &[String],
+    ) -> Result<ScreeningOutcome, KycError> {
+        use crate::screening::model::{Decision as Disposition, HitBasis, Query};
+        let mut outcome: Option<ScreeningOutcome> = None;
+        let mut best: Option<(ScreeningResult, u16, String)> = None;
+        for (i, name) in names.iter().enumerate() {
+            let query = Query {
+                full_name: name.clone(),
+                nationality: country.map(str::to_string),
+                // Identifiers once: they do not depend on the name.
+                identifiers: if i == 0 {
+                    identifiers.to_vec()
+                } else {
+                    Vec::new()
+                },
+                ..Query::default()
+            };
+            let r = self.screen(&query);
+            if outcome.is_none() {
+                let hash = hex::decode(&r.snapshot.content_sha256)
+                    .ok()
+                    .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                    .ok_or_else(|| {
+                        KycError::Screening("snapshot hash is not 32 bytes of hex".into())
+                    })?;
+                outcome = Some(ScreeningOutcome {
+                    snapshot_id: format!("v{}", r.snapshot.version),
+                    snapshot_hash: hash,
+                    result: ScreeningResult::Clear,
+                    best_score_bp: 0,
+                    entry_ref: None,
+                });
+            }
+            for h in &r.hits {
+                let alerting =
+                    h.score >= r.threshold && h.disposition != Some(Disposition::FalsePositive);
+                let result = if !alerting {
+                    ScreeningResult::Clear
+                } else if h.disposition == Some(Disposition::ConfirmedMatch)
+                    || h.basis == HitBasis::Identifier
+                {
+                    ScreeningResult::Match
+                } else {
+                    ScreeningResult::PossibleMatch
+                };
+                let better = match &best {
+                    None => true,
+                    Some((r0, s0, _)) => (result, h.score) > (*r0, *s0),
+                };
+                if better {
+                    best = Some((result, h.score, format!("{}:{}", h.list, h.entity_id)));
+                }
+            }
+        }
+        let mut out = outcome.ok_or_else(|| KycError::Screening("no names to screen".into()))?;
+        if let Some((result, score, entry)) = best {
+            out.result = result;
+            out.best_score_bp = score.min(1_000) * 10;
+            out.entry_ref = Some(entry);
+        }
+        Ok(out)
     }
 }

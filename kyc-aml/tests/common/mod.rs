@@ -29,6 +29,7 @@ impl CounterpartyScreener for ExactScreener {
         &self,
         names: &[String],
         _country: Option<&str>,
+        _identifiers: &[String],
     ) -> Result<ScreeningOutcome, KycError> {
         let has = |list: &Vec<String>| {
             names
