@@ -328,6 +328,41 @@ impl Engine {
             .map(|oi| self.record_of(*oi))
     }
 
+    /// Every open order (resting or untriggered stop) of `account`, by id, with its market.
+    pub fn orders_of(&self, account: AccountId) -> Vec<(MarketId, crate::state::OrderRecord)> {
+        let mut v = Vec::new();
+        if let Some(&ai) = self.account_index.get(&account) {
+            let mut oi = self.accounts[ai as usize].order_head;
+            while oi != NIL {
+                let o = &self.orders[oi as usize];
+                v.push((
+                    self.markets[o.market as usize].cfg.market,
+                    self.record_of(oi),
+                ));
+                oi = o.acct_next;
+            }
+        }
+        v
+    }
+
+    /// The non-zero balances of `account`, by asset.
+    pub fn balances_of(&self, account: AccountId) -> Vec<crate::state::AssetBalance> {
+        let Some(&ai) = self.account_index.get(&account) else {
+            return Vec::new();
+        };
+        self.accounts[ai as usize]
+            .bal
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.available != 0 || b.held != 0)
+            .map(|(asset, b)| crate::state::AssetBalance {
+                asset: asset as AssetId,
+                available: b.available,
+                held: b.held,
+            })
+            .collect()
+    }
+
     /// The market of an open order.
     pub fn order_market(&self, order_id: OrderId) -> Option<MarketId> {
         self.order_index.get(&order_id).map(|oi| {

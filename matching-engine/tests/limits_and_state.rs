@@ -101,6 +101,29 @@ fn open_orders_per_account_are_bounded() {
 }
 
 #[test]
+fn account_queries_list_open_orders_and_balances() {
+    let mut t = T::new();
+    t.limit(1, Side::Buy, 100, 5);
+    t.limit(2, Side::Sell, 105, 3);
+    t.limit(1, Side::Sell, 110, 2);
+    let mine = t.e.orders_of(1);
+    assert_eq!(
+        mine.iter()
+            .map(|(m, o)| (*m, o.order_id, o.price, o.qty))
+            .collect::<Vec<_>>(),
+        vec![(1, 1, 100, 5), (1, 3, 110, 2)]
+    );
+    assert!(t.e.orders_of(42).is_empty());
+    let bals = t.e.balances_of(1);
+    let eur = bals.iter().find(|b| b.asset == 2).unwrap();
+    // 500 for the price, 1 for the taker fee at 20 bps.
+    assert_eq!((eur.available, eur.held), (1_000_000_000 - 501, 501));
+    assert_eq!(t.e.balance(1, 2), (eur.available, eur.held));
+    assert_eq!(t.e.order_market(3), Some(1));
+    assert_eq!(t.e.open_orders(), 3);
+}
+
+#[test]
 fn stale_seq_and_time_going_backwards_are_refused_without_effect() {
     let mut t = T::new();
     let before = t.e.state_hash();
