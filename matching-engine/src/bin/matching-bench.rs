@@ -9,12 +9,15 @@
 //! on a fresh engine timing each command with `Instant`. With `--replay N` it also journals N
 //! commands to a temporary directory and measures replay (read + checksum + decode + apply).
 
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use matching_engine::codec::decode_command;
 use matching_engine::engine::{Engine, EngineConfig};
-use matching_engine::journal::{self, Journal, JournalError, JournalOptions};
+use matching_engine::journal::{
+    self, Journal, JournalError, JournalOptions, JournalWriter, WriterOptions,
+};
 use matching_engine::{
     ASSET_CITY, ASSET_EUR, BandAction, Command, CommandKind, Event, MARKET_CITY_EUR, NewOrder,
     OrderType, PostOnly, Side, StpMode, TimeInForce, demo_markets,
@@ -22,6 +25,8 @@ use matching_engine::{
 
 /// Default number of trading accounts (`--accounts`).
 const ACCOUNTS_DEFAULT: u64 = 1_000;
+/// Commands generated at a time while writing the replay journal.
+const REPLAY_CHUNK: u64 = 1_000_000;
 /// Most trading accounts accepted.
 const ACCOUNTS_MAX: u64 = 100_000;
 /// The fee account (not one of the traders).
@@ -35,8 +40,6 @@ const SPREAD_TICKS: u64 = 50;
 const OPS_MAX: u64 = 50_000_000;
 /// Largest replay length accepted.
 const REPLAY_MAX: u64 = 100_000_000;
-/// Commands per journal batch while writing the replay journal.
-const REPLAY_BATCH: usize = 16 * 1024;
 
 /// SplitMix64: a tiny, good-enough seeded generator; the engine never sees it.
 struct Rng(u64);
@@ -57,12 +60,12 @@ impl Rng {
 }
 
 /// Generates the command stream: setup (market, deposits), then resting orders, then the
-/// operation mix. Order ids are predicted (the engine gives accepted orders dense ids from 1,
-/// and every order here is accepted), so cancels can name earlier orders and their owners.
-/// A cancel targets a random resting order the stream has not cancelled yet, which may have
-/// been filled meanwhile (the engine then refuses it with `UnknownOrder`). Marketable orders
-/// take a few resting orders each, so the book stays near its pre-filled size instead of
-/// growing for ever.
+/// operation mix. The generator keeps a simple price-time book of its own (the engine's rules
+/// for plain limit orders with every order funded), so it knows which orders are live: 90 %
+/// of cancels target a random live order, 10 % an order already filled or cancelled (the
+/// engine refuses those with `UnknownOrder`, and the bench reports how many it saw). The
+/// marketable orders' sizes are chosen so that the book stays near its pre-filled size: per
+/// operation, 0.6 orders are added and on average 0.27 are cancelled and 0.33 filled.
 struct Workload {
     rng: Rng,
     /// Trading accounts, ids `FIRST_ACCOUNT..FIRST_ACCOUNT + accounts`.
@@ -71,8 +74,16 @@ struct Workload {
     time_us: u64,
     /// Orders placed so far (= the last order id given).
     placed: u64,
-    /// Resting orders not yet cancelled by the stream: (order id, owner).
-    live: Vec<(u64, u64)>,
+    /// The generator's book: price -> FIFO of (order id, open qty), per side.
+    bids: BTreeMap<u64, VecDeque<(u64, u64)>>,
+    asks: BTreeMap<u64, VecDeque<(u64, u64)>>,
+    /// Live resting orders: (id, owner, side, price), with each id's index in this vector.
+    live: Vec<(u64, u64, Side, u64)>,
+    live_index: HashMap<u64, usize>,
+    /// Orders no longer live (filled, cancelled, or IOC): (id, owner).
+    dead: Vec<(u64, u64)>,
+    /// Cancels generated for dead orders (the refusals to expect).
+    dead_cancels: u64,
 }
 
 impl Workload {
@@ -83,7 +94,12 @@ impl Workload {
             seq: 0,
             time_us: 1_700_000_000_000_000,
             placed: 0,
+            bids: BTreeMap::new(),
+            asks: BTreeMap::new(),
             live: Vec::new(),
+            live_index: HashMap::new(),
+            dead: Vec::new(),
+            dead_cancels: 0,
         }
     }
 
@@ -115,17 +131,22 @@ impl Workload {
         out
     }
 
-    fn order(&mut self, side: Side, price: u64, qty: u64, tif: TimeInForce) -> Command {
+    fn random_side(&mut self) -> Side {
+        if self.rng.below(2) == 0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        }
+    }
+
+    fn order(&mut self, side: Side, price: u64, qty: u64, tif: TimeInForce) -> (u64, u64, Command) {
         let account = FIRST_ACCOUNT + self.rng.below(self.accounts);
         self.placed += 1;
-        let client_order_id = self.placed;
-        if tif == TimeInForce::Gtc {
-            self.live.push((self.placed, account));
-        }
-        self.cmd(CommandKind::PlaceOrder(NewOrder {
+        let id = self.placed;
+        let cmd = self.cmd(CommandKind::PlaceOrder(NewOrder {
             account,
             market: MARKET_CITY_EUR,
-            client_order_id,
+            client_order_id: id,
             side,
             order_type: OrderType::Limit,
             time_in_force: tif,
@@ -138,22 +159,107 @@ impl Workload {
             iceberg_peak: 0,
             stp: StpMode::None,
             session: 0,
-        }))
+        }));
+        (id, account, cmd)
+    }
+
+    fn kill(&mut self, id: u64) {
+        if let Some(i) = self.live_index.remove(&id) {
+            let (_, owner, _, _) = self.live.swap_remove(i);
+            if let Some(moved) = self.live.get(i) {
+                self.live_index.insert(moved.0, i);
+            }
+            self.dead.push((id, owner));
+        }
     }
 
     fn passive(&mut self) -> Command {
-        let side = if self.rng.below(2) == 0 {
-            Side::Buy
-        } else {
-            Side::Sell
-        };
+        let side = self.random_side();
         let offset = 1 + self.rng.below(SPREAD_TICKS);
         let price = match side {
             Side::Buy => MID - offset,
             Side::Sell => MID + offset,
         };
         let qty = 1 + self.rng.below(10);
-        self.order(side, price, qty, TimeInForce::Gtc)
+        let (id, account, cmd) = self.order(side, price, qty, TimeInForce::Gtc);
+        let book = match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        };
+        book.entry(price).or_default().push_back((id, qty));
+        self.live_index.insert(id, self.live.len());
+        self.live.push((id, account, side, price));
+        cmd
+    }
+
+    fn marketable(&mut self) -> Command {
+        let side = self.random_side();
+        let price = match side {
+            Side::Buy => MID + SPREAD_TICKS,
+            Side::Sell => MID - SPREAD_TICKS,
+        };
+        let mut qty = 1 + self.rng.below(35);
+        let (id, account, cmd) = self.order(side, price, qty, TimeInForce::Ioc);
+        // Walk the opposite side best price first, FIFO within a level, as the engine does.
+        let mut filled = Vec::new();
+        let opposite = match side {
+            Side::Buy => &mut self.asks,
+            Side::Sell => &mut self.bids,
+        };
+        while qty > 0 {
+            let best = match side {
+                Side::Buy => opposite.first_entry(),
+                Side::Sell => opposite.last_entry(),
+            };
+            let Some(mut level) = best else { break };
+            while qty > 0 {
+                let Some(front) = level.get_mut().front_mut() else {
+                    break;
+                };
+                let take = front.1.min(qty);
+                front.1 -= take;
+                qty -= take;
+                if front.1 == 0 {
+                    filled.push(front.0);
+                    level.get_mut().pop_front();
+                }
+            }
+            if level.get().is_empty() {
+                level.remove();
+            }
+        }
+        for f in filled {
+            self.kill(f);
+        }
+        self.dead.push((id, account));
+        cmd
+    }
+
+    fn cancel(&mut self) -> Command {
+        let (order_id, account) = if self.rng.below(10) == 0 && !self.dead.is_empty() {
+            self.dead_cancels += 1;
+            self.dead[self.rng.below(self.dead.len() as u64) as usize]
+        } else {
+            let (id, owner, side, price) =
+                self.live[self.rng.below(self.live.len() as u64) as usize];
+            let book = match side {
+                Side::Buy => &mut self.bids,
+                Side::Sell => &mut self.asks,
+            };
+            if let Some(level) = book.get_mut(&price) {
+                level.retain(|(o, _)| *o != id);
+                if level.is_empty() {
+                    book.remove(&price);
+                }
+            }
+            self.kill(id);
+            (id, owner)
+        };
+        self.cmd(CommandKind::Cancel {
+            account,
+            market: MARKET_CITY_EUR,
+            order_id,
+        })
     }
 
     fn next_op(&mut self) -> Command {
@@ -161,25 +267,9 @@ impl Workload {
         if roll < 60 || self.live.is_empty() {
             self.passive()
         } else if roll < 90 {
-            let pick = self.rng.below(self.live.len() as u64) as usize;
-            let (order_id, account) = self.live.swap_remove(pick);
-            self.cmd(CommandKind::Cancel {
-                account,
-                market: MARKET_CITY_EUR,
-                order_id,
-            })
+            self.cancel()
         } else {
-            let side = if self.rng.below(2) == 0 {
-                Side::Buy
-            } else {
-                Side::Sell
-            };
-            let price = match side {
-                Side::Buy => MID + SPREAD_TICKS,
-                Side::Sell => MID - SPREAD_TICKS,
-            };
-            let qty = 1 + self.rng.below(60);
-            self.order(side, price, qty, TimeInForce::Ioc)
+            self.marketable()
         }
     }
 }
@@ -267,6 +357,8 @@ fn main() -> Result<(), String> {
         setup.push(c);
     }
     let ops: Vec<Command> = (0..args.ops).map(|_| w.next_op()).collect();
+    let expected_rejects = w.dead_cancels;
+    drop(w);
 
     // Pass 1: throughput, no per-command clock.
     let mut engine = fresh_engine(&setup);
@@ -314,7 +406,7 @@ fn main() -> Result<(), String> {
 
     let ops_per_sec = args.ops as f64 / elapsed.as_secs_f64();
     let mut line = format!(
-        "{{\"ops\":{},\"resting\":{},\"accounts\":{},\"seed\":{},\"ops_per_sec\":{:.0},\"ops_per_cpu_sec\":{:.0},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{},\"clock_overhead_ns\":{},\"events_per_op\":{:.2},\"rejects\":{},\"open_orders_after\":{}",
+        "{{\"ops\":{},\"resting\":{},\"accounts\":{},\"seed\":{},\"ops_per_sec\":{:.0},\"ops_per_cpu_sec\":{:.0},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{},\"clock_overhead_ns\":{},\"events_per_op\":{:.2},\"rejects\":{},\"expected_rejects\":{},\"open_orders_after\":{}",
         args.ops,
         args.resting,
         args.accounts,
@@ -328,18 +420,21 @@ fn main() -> Result<(), String> {
         clock_overhead,
         events as f64 / args.ops as f64,
         rejects,
+        expected_rejects,
         open_orders,
     );
     if args.replay > 0 {
         let f = replay_bench(args.replay, args.seed, args.accounts).map_err(|e| e.to_string())?;
         let n = args.replay as f64;
         line.push_str(&format!(
-            ",\"replay_events\":{},\"journal_write_events_per_sec\":{:.0},\"replay_decode_events_per_sec\":{:.0},\"replay_events_per_sec\":{:.0},\"replay_events_per_cpu_sec\":{:.0}",
+            ",\"replay_events\":{},\"journal_write_events_per_sec\":{:.0},\"replay_decode_events_per_sec\":{:.0},\"replay_decode_events_per_cpu_sec\":{:.0},\"replay_events_per_sec\":{:.0},\"replay_events_per_cpu_sec\":{:.0},\"replay_open_orders_after\":{}",
             args.replay,
             n / f.write.as_secs_f64(),
             n / f.decode.as_secs_f64(),
+            f.decode_cpu_ns.map_or(0.0, |ns| n / (ns as f64 / 1e9)),
             n / f.replay.as_secs_f64(),
             f.replay_cpu_ns.map_or(0.0, |ns| n / (ns as f64 / 1e9)),
+            f.open_orders_after,
         ));
     }
     line.push('}');
@@ -364,10 +459,12 @@ struct ReplayFigures {
     /// Read + checksum + decode + apply.
     replay: Duration,
     replay_cpu_ns: Option<u64>,
+    decode_cpu_ns: Option<u64>,
+    open_orders_after: usize,
 }
 
-/// Journals `n` commands (setup first, then the operation mix) with group commit and real
-/// `fdatasync`s, then reads the whole journal twice: once only decoding, once also applying
+/// Journals `n` commands (setup first, then the operation mix) through the group-commit
+/// writer with real `fdatasync`s, then reads the whole journal twice: once only decoding, once also applying
 /// every command to a fresh engine.
 fn replay_bench(n: u64, seed: u64, accounts: u64) -> Result<ReplayFigures, JournalError> {
     let dir = TempDir::new()?;
@@ -375,30 +472,37 @@ fn replay_bench(n: u64, seed: u64, accounts: u64) -> Result<ReplayFigures, Journ
     let mut setup = w.setup();
     setup.truncate(n as usize);
     let options = JournalOptions::default();
-    let (mut j, _) = Journal::open(&dir.0, options, 0, |_, _| Ok(()))?;
-    let start = Instant::now();
-    for cmd in &setup {
-        j.stage(cmd)?;
-    }
-    j.commit()?;
-    let mut written = setup.len() as u64;
-    while written < n {
-        let batch = (n - written).min(REPLAY_BATCH as u64);
-        for _ in 0..batch {
-            let cmd = w.next_op();
-            j.stage(&cmd)?;
+    let (j, _) = Journal::open(&dir.0, options, 0, |_, _| Ok(()))?;
+    // Written through the group-commit writer thread, as the node does: submit each command,
+    // then wait for the last ticket.
+    let mut writer = JournalWriter::<Command>::spawn(j, WriterOptions::default())?;
+    // Commands are generated in chunks outside the timed part; each chunk is submitted and
+    // waited for, so the figure is submit-to-durable throughput of the writer alone.
+    let mut write = Duration::ZERO;
+    let mut chunk = setup;
+    let mut written = 0u64;
+    loop {
+        let start = Instant::now();
+        for cmd in &chunk {
+            let _ticket = writer.submit(*cmd)?;
         }
-        j.commit()?;
-        written += batch;
+        written += chunk.len() as u64;
+        writer.wait_durable(written)?;
+        write += start.elapsed();
+        if written >= n {
+            break;
+        }
+        let next = (n - written).min(REPLAY_CHUNK);
+        chunk = (0..next).map(|_| w.next_op()).collect();
     }
-    let write = start.elapsed();
-    drop(j);
+    writer.close()?;
     drop(w);
 
     let decode_err = |seq, e: matching_engine::codec::DecodeError| JournalError::Replay {
         seq,
         what: e.to_string(),
     };
+    let decode_cpu_before = thread_cpu_ns();
     let start = Instant::now();
     let mut checksum = 0u64;
     journal::read_dir(&dir.0, 0, |seq, payload| {
@@ -407,6 +511,7 @@ fn replay_bench(n: u64, seed: u64, accounts: u64) -> Result<ReplayFigures, Journ
         Ok(())
     })?;
     let decode = start.elapsed();
+    let decode_cpu_ns = decode_cpu_before.zip(thread_cpu_ns()).map(|(a, b)| b - a);
     std::hint::black_box(checksum);
 
     let mut engine = Engine::new(EngineConfig {
@@ -435,6 +540,8 @@ fn replay_bench(n: u64, seed: u64, accounts: u64) -> Result<ReplayFigures, Journ
         decode,
         replay,
         replay_cpu_ns,
+        decode_cpu_ns,
+        open_orders_after: engine.open_orders(),
     })
 }
 
