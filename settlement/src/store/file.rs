@@ -43,6 +43,8 @@ pub struct FileStore {
     end: u64,
     /// Hash of each stored block (index = height - 1), for the chain check and idempotence.
     hashes: Vec<Hash32>,
+    /// Opened for verification only.
+    read_only: bool,
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -53,8 +55,26 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
 impl FileStore {
     /// Opens (creating if absent) the store in `dir`, checking every record up to the marker.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+        Self::open_with(dir, false)
+    }
+
+    /// Opens an existing store without changing anything (no creation, no truncation of an
+    /// interrupted append): for `rempart ledger verify`. Appending to it fails.
+    pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, true)
+    }
+
+    fn open_with(dir: &Path, read_only: bool) -> Result<Self, StoreError> {
         let log_path = dir.join(LOG_FILE);
+        if read_only && !log_path.exists() {
+            return Err(StoreError::Io {
+                context: format!("open {}", log_path.display()),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
+        if !read_only {
+            std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+        }
         let marker_path = dir.join(MARKER_FILE);
         let fresh = !log_path.exists();
         if !fresh && !marker_path.exists() {
@@ -67,15 +87,15 @@ impl FileStore {
         }
         let mut log = OpenOptions::new()
             .read(true)
-            .write(true)
-            .create(true)
+            .write(!read_only)
+            .create(!read_only)
             .truncate(false)
             .open(&log_path)
             .map_err(io(format!("open {}", log_path.display())))?;
         let marker = OpenOptions::new()
             .read(true)
-            .write(true)
-            .create(true)
+            .write(!read_only)
+            .create(!read_only)
             .truncate(false)
             .open(&marker_path)
             .map_err(io(format!("open {}", marker_path.display())))?;
@@ -91,6 +111,7 @@ impl FileStore {
             offsets: Vec::new(),
             end: LOG_MAGIC.len() as u64,
             hashes: Vec::new(),
+            read_only,
         };
         let applied = store.read_marker()?;
         store.scan(applied)?;
@@ -188,7 +209,7 @@ impl FileStore {
             offset += size;
         }
         self.end = offset;
-        if len > offset {
+        if len > offset && !self.read_only {
             // An append that a crash interrupted before its marker moved: not applied.
             self.log.set_len(offset).map_err(io("truncate log tail"))?;
             self.log.sync_all().map_err(io("sync log"))?;
@@ -253,6 +274,12 @@ impl BlockStore for FileStore {
         _effects: &BlockEffects,
     ) -> Result<(), StoreError> {
         let height = block.block.header.height;
+        if self.read_only {
+            return Err(StoreError::Io {
+                context: format!("append block {height} to a store opened read-only"),
+                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            });
+        }
         let next = self.hashes.len() as u64 + 1;
         let hash = block.block.hash();
         if height < next {

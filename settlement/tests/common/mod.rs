@@ -3,94 +3,14 @@
 
 #![allow(dead_code)]
 
-use settlement::block::CommittedBlock;
-use settlement::crypto::signing::ControllerSigner;
-use settlement::ledger::{AccountFlags, Batch, Transfer, TransferFlags};
 use settlement::membership::fixture::Consortium;
 use settlement::replica::Replica;
 use settlement::store::memory::MemoryStore;
 use settlement::store::{BlockStore, StoreError};
-use settlement::testkit::{self, batch_signed, decision, new_account, signed_entry};
 
-/// Asset of the test chain.
-pub const LEDGER: u32 = 1;
-
-/// The issuer's key (account 1) and the custodian's (accounts 2..=5).
-pub fn keys() -> (ControllerSigner, ControllerSigner) {
-    (
-        testkit::controller("issuer", 0),
-        testkit::controller("custodian", 0),
-    )
-}
-
-/// The batches of block `height` of the test chain.
-pub fn batches(consortium: &Consortium, height: u64) -> Vec<Batch> {
-    let (issuer, custodian) = keys();
-    if height == 1 {
-        let mut accounts = vec![new_account(1, LEDGER, 0, &issuer)];
-        for id in 2..=5 {
-            accounts.push(new_account(
-                id,
-                LEDGER,
-                AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
-                &custodian,
-            ));
-        }
-        return vec![Batch::CreateAccounts(accounts)];
-    }
-    let base = u128::from(height) * 100;
-    let t = |id: u128, debit: u128, credit: u128, amount: u128, flags: u16| Transfer {
-        id,
-        debit_account_id: debit,
-        credit_account_id: credit,
-        amount,
-        pending_id: 0,
-        user_data: u128::from(height),
-        timeout_s: if flags & TransferFlags::PENDING != 0 {
-            30
-        } else {
-            0
-        },
-        ledger: LEDGER,
-        code: 1,
-        flags: TransferFlags(flags),
-        decision_hash: decision(id),
-    };
-    let mint = signed_entry(t(base + 1, 1, 2, 1_000, 0), &issuer, &consortium.gate);
-    let settlement = batch_signed(
-        &[
-            t(base + 2, 2, 3, 300, TransferFlags::LINKED),
-            t(base + 3, 3, 4, 100, 0),
-            t(base + 4, 2, 5, 50, TransferFlags::PENDING),
-            // Fails (exceeds credits): shows up as a failure in every store.
-            t(base + 5, 5, 4, 1_000_000, 0),
-        ],
-        &custodian,
-        &consortium.gate,
-    );
-    vec![
-        Batch::CreateTransfers {
-            entries: vec![mint],
-            batch_signature: None,
-        },
-        settlement,
-    ]
-}
-
-/// A chain of `blocks` committed blocks (timestamps one second apart).
-pub fn chain(consortium: &Consortium, blocks: u64) -> Vec<CommittedBlock> {
-    let mut replica = Replica::open(&consortium.genesis, MemoryStore::new(), 1).unwrap();
-    for height in 1..=blocks {
-        let block = replica
-            .propose(1, height * 1_000_000, batches(consortium, height))
-            .unwrap();
-        let certificate = consortium.certify(height, block.hash(), replica.membership().quorum());
-        replica
-            .commit(CommittedBlock { block, certificate })
-            .unwrap();
-    }
-    replica.into_store().blocks().to_vec()
-}
+pub use settlement::testkit::{
+    SAMPLE_LEDGER as LEDGER, sample_batches as batches, sample_chain as chain, sample_keys as keys,
+};
 
 /// The suite every block store passes. `open` opens the same store again (a restart).
 pub fn store_suite<S: BlockStore>(open: impl Fn() -> S) {
