@@ -1,7 +1,7 @@
 //! Shared fixtures of the settlement integration tests: a consortium, a small chain of
 //! committed blocks, and the block-store suite every store must pass.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use settlement::membership::fixture::Consortium;
 use settlement::replica::Replica;
