@@ -3,8 +3,8 @@
 //!
 //! An event at second `t` counts at second `now` for a window of `W` seconds exactly when
 //! `t <= now` and `now - t < W`. Times only move forward (the withdrawal machine refuses a
-//! command from the past), so each key's events sit in time order in a deque, and the window
-//! is read from the newest end until the first event too old.
+//! command from the past), so each key's events sit in time order in a deque with running
+//! totals, and a window is two binary searches and a subtraction, whatever its length.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -24,16 +24,27 @@ pub enum VelocityKey {
 /// Amount and count inside a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
-    /// Sum of amounts, in minor units; saturates at `u128::MAX` (which exceeds every limit).
+    /// Sum of amounts, in minor units.
     pub amount_minor: u128,
     /// Number of events.
     pub count: u64,
 }
 
+/// One key's events in time order, each with the running total of amounts up to and
+/// including it, so that any window's sum is one subtraction after two binary searches.
+#[derive(Debug, Clone, Default)]
+struct KeyEvents {
+    /// Running total before the oldest event kept (what the dropped events added up to).
+    base: u128,
+    /// (second, running total including this event). Running totals wrap; a difference of
+    /// two is exact while the window's true sum is below 2^128, far above any real amount.
+    events: VecDeque<(u64, u128)>,
+}
+
 /// Events per key, kept as long as the longest window any rule uses.
 #[derive(Debug, Clone, Default)]
 pub struct VelocityLedger {
-    events: HashMap<VelocityKey, VecDeque<(u64, u128)>>,
+    keys: HashMap<VelocityKey, KeyEvents>,
     horizon_s: u64,
 }
 
@@ -41,17 +52,18 @@ impl VelocityLedger {
     /// Keeps events for `horizon_s` seconds (the longest window in the policy).
     pub fn new(horizon_s: u64) -> Self {
         Self {
-            events: HashMap::new(),
+            keys: HashMap::new(),
             horizon_s,
         }
     }
 
-    /// Changes the horizon (after a policy change); older events are dropped lazily.
+    /// Changes the horizon (after a policy change); it only grows, so no window a rule may
+    /// still ask about loses events.
     pub fn set_horizon(&mut self, horizon_s: u64) {
         self.horizon_s = self.horizon_s.max(horizon_s);
     }
 
-    /// Records an event at second `t_s`.
+    /// Records an event at second `t_s` (not earlier than the key's last event).
     pub fn record(
         &mut self,
         key: VelocityKey,
@@ -59,37 +71,47 @@ impl VelocityLedger {
         amount_minor: u128,
     ) -> Result<(), CustodyError> {
         let horizon = self.horizon_s;
-        let deque = self.events.entry(key).or_default();
-        while deque
-            .front()
-            .is_some_and(|&(t, _)| t_s.saturating_sub(t) >= horizon)
-        {
-            deque.pop_front();
+        let k = self.keys.entry(key).or_default();
+        if k.events.back().is_some_and(|&(t, _)| t > t_s) {
+            return Err(CustodyError::TimeWentBackwards {
+                now_us: t_s,
+                last_us: k.events.back().map_or(0, |e| e.0),
+            });
         }
-        if deque.len() >= VELOCITY_EVENTS_PER_KEY_MAX {
+        while let Some(&(t, running)) = k.events.front() {
+            if t_s.saturating_sub(t) < horizon {
+                break;
+            }
+            k.base = running;
+            k.events.pop_front();
+        }
+        if k.events.len() >= VELOCITY_EVENTS_PER_KEY_MAX {
             return Err(CustodyError::Capacity("velocity events per key"));
         }
-        deque.push_back((t_s, amount_minor));
+        let last = k.events.back().map_or(k.base, |e| e.1);
+        k.events.push_back((t_s, last.wrapping_add(amount_minor)));
         Ok(())
     }
 
     /// Amount and count of `key`'s events in the `window_s` seconds ending at `now_s`.
     pub fn usage(&self, key: VelocityKey, now_s: u64, window_s: u64) -> Usage {
-        let mut usage = Usage::default();
-        let Some(deque) = self.events.get(&key) else {
-            return usage;
+        let Some(k) = self.keys.get(&key) else {
+            return Usage::default();
         };
-        for &(t, amount) in deque.iter().rev() {
-            if t > now_s {
-                continue;
-            }
-            if now_s - t >= window_s {
-                break;
-            }
-            usage.amount_minor = usage.amount_minor.saturating_add(amount);
-            usage.count += 1;
+        // In the window: t <= now_s and now_s - t < window_s, i.e. t > now_s - window_s.
+        let hi = k.events.partition_point(|&(t, _)| t <= now_s);
+        let lo = match now_s.checked_sub(window_s) {
+            Some(oldest_excluded) => k.events.partition_point(|&(t, _)| t <= oldest_excluded),
+            None => 0,
+        };
+        if lo >= hi {
+            return Usage::default();
         }
-        usage
+        let before = if lo == 0 { k.base } else { k.events[lo - 1].1 };
+        Usage {
+            amount_minor: k.events[hi - 1].1.wrapping_sub(before),
+            count: (hi - lo) as u64,
+        }
     }
 }
 
@@ -114,6 +136,19 @@ mod tests {
         assert_eq!(v.usage(k, 3700, 3600).count, 0);
         assert_eq!(v.usage(k, 99, 3600).count, 0);
         assert_eq!(v.usage(VelocityKey::Wallet(1), 100, 3600).count, 0);
+        assert!(matches!(
+            v.record(k, 99, 1),
+            Err(CustodyError::TimeWentBackwards { .. })
+        ));
+        // Events older than the horizon are dropped on the next record, and stop counting.
+        v.record(k, 3_700, 7).unwrap();
+        assert_eq!(
+            v.usage(k, 3_700, 3_600),
+            Usage {
+                amount_minor: 7,
+                count: 1
+            }
+        );
     }
 
     proptest! {
