@@ -249,3 +249,15 @@ fn import_refuses_states_the_engine_could_not_have_produced() {
         Err(StateError::InvalidMarket { .. })
     ));
 }
+
+/// The reject-code table in docs/matching-engine.md lists every code with its number and
+/// message, so clients reading the doc see what the engine sends.
+#[test]
+fn reject_code_table_in_the_docs_is_complete() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/matching-engine.md");
+    let doc = std::fs::read_to_string(path).expect("docs/matching-engine.md");
+    for code in RejectCode::ALL {
+        let row = format!("| {} | `{:?}` | {} |", code.code(), code, code.message());
+        assert!(doc.contains(&row), "missing from the doc: {row}");
+    }
+}
