@@ -81,6 +81,7 @@ fn rejected(events: &[Event]) -> Option<RejectCode> {
 #[test]
 fn open_orders_per_account_are_bounded() {
     let mut t = T::new();
+    t.e.reserve_orders(2 * OPEN_ORDERS_PER_ACCOUNT_MAX as usize);
     for i in 0..OPEN_ORDERS_PER_ACCOUNT_MAX as u64 {
         assert_eq!(rejected(&t.limit(1, Side::Buy, 100 + i % 50, 1)), None);
     }
