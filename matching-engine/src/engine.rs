@@ -1090,7 +1090,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Cancels, in id order, every open order of `account` that `keep` selects.
+    /// Cancels, in id order, every open order of `account` that `select` picks.
     fn cancel_where(
         &mut self,
         account: AccountId,

@@ -244,7 +244,6 @@ impl Engine {
     /// order `sell`: moves base and quote, charges fees to the fee account, shrinks both
     /// orders and their holds. The buyer's hold released is never less than what it pays
     /// (price <= its limit, fee bps <= the held fee bps, floor rounding of fees).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn trade(
         &mut self,
         mi: u32,
