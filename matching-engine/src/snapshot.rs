@@ -228,6 +228,17 @@ impl SnapshotStore {
     }
 
     fn prune(&self) -> Result<(), SnapshotError> {
+        // A temporary file left by a write that crashed is never read; remove it.
+        for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
+            let path = entry.map_err(io_err(&self.dir))?.path();
+            let is_tmp = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(PREFIX) && n.ends_with(TMP_SUFFIX));
+            if is_tmp {
+                fs::remove_file(&path).map_err(io_err(&path))?;
+            }
+        }
         let all = self.list()?;
         let excess = all.len().saturating_sub(self.keep);
         for (_, path) in &all[..excess] {
@@ -385,12 +396,12 @@ mod tests {
     fn leftover_temporary_files_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let store = SnapshotStore::open(dir.path(), 1).unwrap();
-        fs::write(
-            dir.path().join("snapshot-00000000000000000099.snap.tmp"),
-            b"partial",
-        )
-        .unwrap();
+        let tmp = dir.path().join("snapshot-00000000000000000099.snap.tmp");
+        fs::write(&tmp, b"partial").unwrap();
         assert!(store.list().unwrap().is_empty());
+        // The next snapshot written clears it away.
+        store.write(5, &[5; 32], b"five").unwrap();
+        assert!(!tmp.exists());
         assert!(SnapshotStore::open(dir.path(), 0).is_err());
     }
 }

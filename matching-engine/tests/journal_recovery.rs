@@ -219,3 +219,38 @@ fn snapshots_of_undurable_state_and_journals_behind_snapshots_are_refused() {
         })
     ));
 }
+
+#[test]
+fn a_torn_last_record_is_cut_and_the_state_is_the_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let cmds = stream(260);
+    run_live(dir.path(), &cmds, 100);
+    // Chop the last record in half, as a power cut during its batch would.
+    let segments = matching_engine::journal::list_segments(&dir.path().join(JOURNAL_DIR)).unwrap();
+    let (_, last) = segments.last().unwrap();
+    let len = std::fs::metadata(last).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(last)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
+    let r = recovery::recover(dir.path(), &options()).unwrap();
+    assert!(r.torn.is_some());
+    assert_eq!(r.engine.last_seq(), 259);
+    let mut model = Engine::new(EngineConfig {
+        fee_account: FEE_ACCOUNT,
+    });
+    let mut events = Vec::new();
+    for cmd in &cmds[..259] {
+        model.apply(cmd, &mut events);
+    }
+    assert_eq!(r.engine.state_hash(), model.state_hash());
+    // The journal goes on from there: the lost command can be journaled again.
+    drop(r);
+    let live = run_live(dir.path(), &cmds[259..], 1_000);
+    assert_eq!(live.last_seq(), 260);
+    let r = recovery::recover(dir.path(), &options()).unwrap();
+    assert!(r.torn.is_none());
+    assert_eq!(r.engine.state_hash(), live.state_hash());
+}
