@@ -554,6 +554,90 @@ fn check(
     Ok(())
 }
 
+/// Assembles and generates the report about a stored case: the customer's personal data from
+/// the store, and for a case about a transfer, that transfer as the gate last recorded it. The
+/// decision record holds no counterparty identity (it is pseudonymous), so the counterparty is
+/// written as the ledger transfer reference.
+pub async fn report_for_case<S: crate::store::KycStore>(
+    store: &S,
+    case_id: crate::case::CaseId,
+    entity: &ReportingEntity,
+    req: &ReportRequest,
+) -> Result<Result<String, Refusal>, KycError> {
+    let Some(case) = store.get_case(case_id).await? else {
+        return Ok(Err(Refusal::new(
+            Reject::UnknownCase,
+            format!("case {case_id}"),
+        )));
+    };
+    let Some(customer) = store.get_customer(case.customer).await? else {
+        return Ok(Err(Refusal::new(
+            Reject::UnknownCustomer,
+            format!("customer {}", case.customer),
+        )));
+    };
+    let subject = ReportSubject {
+        kind: customer.profile.kind,
+        personal: customer.personal,
+    };
+    let mut transactions = Vec::new();
+    if let Some(tid) = case.transfer_id
+        && let Some(d) = store.decisions_for_transfer(tid).await?.pop()
+    {
+        let r = &d.record;
+        transactions.push(ReportTransaction {
+            transfer_id: tid,
+            decision_hash: d.signed.hash,
+            at_us: r.evaluated_at_us,
+            direction: if r.direction == Direction::Incoming as u8 {
+                Direction::Incoming
+            } else {
+                Direction::Outgoing
+            },
+            amount_eur_minor: r.amount_eur_minor,
+            description: format!(
+                "{} {} minor units of {}, activity {}",
+                if r.direction == 1 { "received" } else { "sent" },
+                r.amount_minor,
+                r.asset,
+                r.activity
+            ),
+            counterparty_account: format!("ledger-transfer-{tid}"),
+            counterparty_name: None,
+            counterparty_institution: None,
+            counterparty_country: None,
+        });
+    }
+    generate(entity, req, &case, &subject, &transactions)
+}
+
+/// `rempart aml report goaml`: opens the embedded (SQLite) store at `db`, reads the reporting
+/// entity from its JSON, and generates the report about case `case_id`.
+#[cfg(feature = "sqlite")]
+pub async fn report_from_sqlite(
+    db: &std::path::Path,
+    case_id: crate::case::CaseId,
+    entity_json: &[u8],
+    req: &ReportRequest,
+) -> Result<Result<String, Refusal>, KycError> {
+    let entity: ReportingEntity = match serde_json::from_slice(entity_json) {
+        Ok(e) => e,
+        Err(e) => {
+            return Ok(Err(Refusal::new(
+                Reject::ReportEntityInvalid,
+                e.to_string(),
+            )));
+        }
+    };
+    if !db.exists() {
+        return Err(KycError::Store(crate::store::StoreError::Database(
+            format!("{} does not exist", db.display()),
+        )));
+    }
+    let store = crate::store::sqlite::SqliteStore::open(db).await?;
+    report_for_case(&store, case_id, &entity, req).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -130,6 +130,8 @@ rejects! {
     AssigneeInvalid = 3008, "assignee is invalid";
     /// Closing needs a rationale note.
     RationaleMissing = 3009, "closing a case needs a rationale";
+    /// No case has this id.
+    UnknownCase = 3010, "unknown case";
 
     /// The rule configuration is not valid JSON of the expected shape.
     RuleConfigMalformed = 4001, "rule configuration is malformed";

@@ -319,3 +319,72 @@ fn bad_report_input_is_refused_with_codes() {
         Reject::ReportFieldInvalid
     );
 }
+
+#[tokio::test]
+async fn report_from_a_stored_case_validates() {
+    use kyc_aml::customer::{Activity, CddLevel, CustomerProfile, RiskRating};
+    use kyc_aml::gate::decision::{DecisionRecord, Outcome, SignedDecision};
+    use kyc_aml::store::{CustomerRecord, KycStore, StoredDecision};
+    let store = kyc_aml::store::sqlite::SqliteStore::in_memory()
+        .await
+        .unwrap();
+    let profile = CustomerProfile {
+        id: 7,
+        kind: CustomerKind::NaturalPerson,
+        cdd: CddLevel::Standard,
+        risk: RiskRating::Low,
+        pep: None,
+        erased: false,
+    };
+    let rec = CustomerRecord {
+        profile,
+        personal: person().personal,
+        edd_signed_off: false,
+        created_at_us: T0,
+        erased_at_us: None,
+    };
+    store.put_customer(&rec).await.unwrap();
+    let record = DecisionRecord {
+        transfer_id: 99,
+        customer: 7,
+        evaluated_at_us: T0,
+        activity: Activity::ExternalTransfer as u8,
+        direction: Direction::Outgoing as u8,
+        asset: "CITY".into(),
+        amount_minor: 9_500_000_000,
+        amount_eur_minor: 950_000,
+        cdd_level: 2,
+        risk: 1,
+        limits: None,
+        screening: None,
+        rules_version: "v".into(),
+        rules_hash: [0; 32],
+        score: 80,
+        travel_rule: 1,
+        outcome: Outcome::Hold,
+        reasons: vec![],
+    };
+    let hash = record.decision_hash();
+    let signed = SignedDecision {
+        transfer_id: 99,
+        outcome: Outcome::Hold,
+        hash,
+        signature: [1; 64],
+        gate_key_id: "g".into(),
+    };
+    store
+        .put_decision(&StoredDecision { record, signed })
+        .await
+        .unwrap();
+    store.save_case(&investigating_case()).await.unwrap();
+    let xml = kyc_aml::goaml::report_for_case(&store, 17, &entity(), &request(ReportKind::Str))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(xml.contains("<transactionnumber>99</transactionnumber>"));
+    assert_valid(&xml, "str-stored.xml");
+    let missing = kyc_aml::goaml::report_for_case(&store, 18, &entity(), &request(ReportKind::Str))
+        .await
+        .unwrap();
+    assert_eq!(missing.unwrap_err().reject, Reject::UnknownCase);
+}
