@@ -27,6 +27,10 @@ use matching_engine::{
 const ACCOUNTS_DEFAULT: u64 = 1_000;
 /// Commands generated at a time while writing the replay journal.
 const REPLAY_CHUNK: u64 = 1_000_000;
+/// Slab room reserved beyond four times `--resting`.
+const ORDERS_RESERVE_MIN: u64 = 100_000;
+/// Slab room reserved for the replay engine.
+const REPLAY_ORDERS_RESERVE: usize = 1_000_000;
 /// Most trading accounts accepted.
 const ACCOUNTS_MAX: u64 = 100_000;
 /// The fee account (not one of the traders).
@@ -321,10 +325,12 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-fn fresh_engine(setup: &[Command]) -> Engine {
+fn fresh_engine(setup: &[Command], resting: u64) -> Engine {
     let mut engine = Engine::new(EngineConfig {
         fee_account: FEE_ACCOUNT,
     });
+    // Room for the book to wander well above its pre-filled size without the slab growing.
+    engine.reserve_orders((4 * resting + ORDERS_RESERVE_MIN) as usize);
     // The O(n) invariant sweep after every command is a test aid, not part of the hot path.
     engine.set_full_invariant_checks(false);
     let mut out = Vec::new();
@@ -361,7 +367,7 @@ fn main() -> Result<(), String> {
     drop(w);
 
     // Pass 1: throughput, no per-command clock.
-    let mut engine = fresh_engine(&setup);
+    let mut engine = fresh_engine(&setup, args.resting);
     let mut out = Vec::with_capacity(1024);
     let mut events = 0u64;
     let mut rejects = 0u64;
@@ -379,7 +385,7 @@ fn main() -> Result<(), String> {
     drop(engine);
 
     // Pass 2: latency of each command on a fresh engine fed the same stream.
-    let mut engine = fresh_engine(&setup);
+    let mut engine = fresh_engine(&setup, args.resting);
     let mut lat_ns: Vec<u32> = Vec::with_capacity(ops.len());
     let mut reject_codes = [0u64; 64];
     let clock_overhead = {
@@ -518,6 +524,7 @@ fn replay_bench(n: u64, seed: u64, accounts: u64) -> Result<ReplayFigures, Journ
         fee_account: FEE_ACCOUNT,
     });
     engine.set_full_invariant_checks(false);
+    engine.reserve_orders(REPLAY_ORDERS_RESERVE);
     let mut out = Vec::with_capacity(1024);
     let cpu_before = thread_cpu_ns();
     let start = Instant::now();
