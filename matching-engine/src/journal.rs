@@ -1107,6 +1107,7 @@ fn run_writer<T: RecordEncode>(
     shared: Arc<Shared>,
     batch_records_max: usize,
 ) -> Journal {
+    let _stop = StopOnDrop(Arc::clone(&shared));
     let fail = |why: String| {
         let mut p = shared.lock();
         p.failed = Some(why);
@@ -1142,11 +1143,19 @@ fn run_writer<T: RecordEncode>(
             }
         }
     }
-    let mut p = shared.lock();
-    p.stopped = true;
-    shared.changed.notify_all();
-    drop(p);
     journal
+}
+
+/// Marks the writer stopped when its thread ends, normally or by a panic, so that no
+/// [`Ticket::wait`] can block for ever on a thread that is gone.
+struct StopOnDrop(Arc<Shared>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let mut p = self.0.lock();
+        p.stopped = true;
+        self.0.changed.notify_all();
+    }
 }
 
 #[cfg(test)]
