@@ -983,6 +983,32 @@ impl Ticket {
     }
 }
 
+/// Follows the durable sequence number of a [`JournalWriter`] from any thread.
+#[derive(Debug, Clone)]
+pub struct DurableWatch {
+    shared: Arc<Shared>,
+}
+
+impl DurableWatch {
+    /// Sequence number of the last durable command.
+    pub fn durable_seq(&self) -> u64 {
+        self.shared.lock().durable_seq
+    }
+
+    /// Blocks until every command up to `seq` is durable.
+    pub fn wait_durable(&self, seq: u64) -> Result<(), JournalError> {
+        self.shared.wait_for(seq)
+    }
+
+    /// Blocks until the durable sequence number moves past `seen` and returns it. Fails with
+    /// [`JournalError::Closed`] once the writer has stopped with nothing more to report, or
+    /// with the error that stopped it.
+    pub fn wait_past(&self, seen: u64) -> Result<u64, JournalError> {
+        self.shared.wait_for(seen + 1)?;
+        Ok(self.durable_seq())
+    }
+}
+
 /// A [`Journal`] run by its own thread behind a bounded queue: the engine thread submits
 /// commands and goes on; the writer thread takes whatever has queued up, writes it as one
 /// batch, syncs once, and then completes every ticket of the batch.
@@ -1072,8 +1098,15 @@ impl<T: RecordEncode + Send + 'static> JournalWriter<T> {
     /// Blocks until the durable sequence number moves past `seen` (or the journal fails) and
     /// returns it; lets a caller acknowledge commands batch by batch.
     pub fn wait_past(&self, seen: u64) -> Result<u64, JournalError> {
-        self.shared.wait_for(seen + 1)?;
-        Ok(self.durable_seq())
+        self.watch().wait_past(seen)
+    }
+
+    /// A handle another thread can use to follow durability (e.g. the thread that answers
+    /// clients), while this one keeps submitting.
+    pub fn watch(&self) -> DurableWatch {
+        DurableWatch {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Writes everything queued, stops the thread and gives the journal back.

@@ -5,7 +5,7 @@
 //! recovered engine's state hash equals that of a fresh in-memory engine fed that prefix.
 //! The next round's child resumes from what the previous one left, torn tail and all.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command as Process, Stdio};
 
@@ -22,6 +22,12 @@ const FEE_ACCOUNT: u64 = 1;
 const STREAM_LEN: u64 = 2_500;
 const ROUNDS: usize = 6;
 const SNAPSHOT_EVERY: u64 = 300;
+/// Commands the child submits per byte of credit (its `CREDIT_COMMANDS`).
+const CREDIT_COMMANDS: u64 = 50;
+/// Bytes of credit a killed round's child starts with.
+const CREDIT_START: usize = 5;
+/// The most commands a child can be ahead of the acknowledgements read here, plus margin.
+const CREDIT_AHEAD_MAX: u64 = (CREDIT_START as u64 + 1) * CREDIT_COMMANDS;
 
 struct Rng(u64);
 
@@ -236,25 +242,39 @@ fn acknowledged_commands_survive_sigkill() {
     let mut recovered_seq = 0;
     let mut kills = 0;
     for round in 0..=ROUNDS {
+        // A round is killed unless it is the last one, or too little of the stream is left
+        // to kill the child before its end (a child is at most CREDIT_AHEAD_MAX ahead).
+        let final_round = round == ROUNDS || STREAM_LEN - recovered_seq <= CREDIT_AHEAD_MAX + 2;
         let mut child = Process::new(env!("CARGO_BIN_EXE_journal-child"))
             .arg(&data)
             .arg(&stream_file)
             .arg(SNAPSHOT_EVERY.to_string())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
+        // Credit: the child submits CREDIT_COMMANDS commands per byte. It starts with
+        // CREDIT_START bytes and gets one more per CREDIT_COMMANDS acks read, so it is never
+        // more than CREDIT_START * CREDIT_COMMANDS commands ahead of what was read here.
+        // The final round closes stdin: no limit.
+        let mut stdin = child.stdin.take();
+        if final_round {
+            stdin = None;
+        } else if let Some(s) = stdin.as_mut() {
+            s.write_all(&[0; CREDIT_START]).unwrap();
+        }
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let ready = lines.next().unwrap().unwrap();
         assert_eq!(ready, format!("ready {recovered_seq}"), "round {round}");
-        // The last round runs to the end; the others are killed after a random number of
-        // acknowledgements (the child keeps writing meanwhile, so the kill lands mid-batch,
-        // mid-rollover or mid-snapshot at random).
+        // Kill rounds stop the child after a random number of acknowledgements; the child
+        // goes on working meanwhile, so the kill lands mid-batch, mid-rollover or
+        // mid-snapshot. The bound keeps the kill point before the end of the stream.
         let remaining = STREAM_LEN - recovered_seq;
-        let kill_after = if round < ROUNDS {
-            1 + rng.below(remaining / 3 + 1)
-        } else {
+        let kill_after = if final_round {
             u64::MAX
+        } else {
+            1 + rng.below((remaining - CREDIT_AHEAD_MAX) / 2)
         };
         let mut acked = recovered_seq;
         let mut seen = 0;
@@ -268,29 +288,38 @@ fn acknowledged_commands_survive_sigkill() {
                 seen += 1;
                 if seen == kill_after {
                     child.kill().unwrap();
+                    stdin = None;
+                } else if seen % CREDIT_COMMANDS == 0
+                    && let Some(s) = stdin.as_mut()
+                {
+                    // The child may already be dead (killed, or stopped by a failure that
+                    // the checks below will report): a broken pipe is fine here.
+                    let _ = s.write_all(&[0]);
                 }
             } else if line.starts_with("done ") {
                 done = true;
             }
         }
+        drop(stdin);
         let status = child.wait().unwrap();
-        if !done {
-            kills += 1;
-        }
-        if round == ROUNDS || !done {
-            // Lines printed before the kill were read to the end above: all acknowledged.
-            recovered_seq = check_recovery(&data, &stream, acked);
-        }
+        // Lines printed before the kill were read to the end above: all acknowledged.
+        recovered_seq = check_recovery(&data, &stream, acked);
         println!(
             "round {round}: {seen} acks read, kill after {kill_after}, acked {acked}, recovered {recovered_seq}, done {done}"
         );
-        if done {
-            assert!(status.success() || round < ROUNDS);
+        if final_round {
+            assert!(done && status.success(), "the final round runs to the end");
             assert_eq!(acked, STREAM_LEN);
-            recovered_seq = check_recovery(&data, &stream, acked);
             break;
         }
+        assert!(
+            !done,
+            "round {round}: the child finished before its kill point"
+        );
+        kills += 1;
     }
     assert_eq!(recovered_seq, STREAM_LEN);
-    assert!(kills >= 3, "only {kills} kills happened");
+    // Each killed round leaves at least half the rest minus the credit window, so at least
+    // three rounds are always killed.
+    assert!(kills >= 3, "only {kills} rounds were killed");
 }
