@@ -23,6 +23,31 @@ pub const DOMAIN_MEMBERSHIP: &[u8] = b"rempart.ledger.membership.v1";
 /// Domain tag of the genesis configuration's hash.
 pub const DOMAIN_GENESIS: &[u8] = b"rempart.ledger.genesis.v1";
 
+/// Domain of the compliance gate's decision signatures (kyc-aml's
+/// `gate::decision::SIGNING_DOMAIN`; the two must stay byte-identical, which the root package's
+/// tests/gate_settlement.rs checks).
+pub const GATE_SIGNING_DOMAIN: &[u8] = b"rempart/gate-decision/v1\n";
+/// The outcome byte of an approval in the gate's signed message (kyc-aml's `Outcome::Approve`).
+pub const GATE_OUTCOME_APPROVE: u8 = 1;
+/// Bytes of a gate approval message.
+pub const GATE_MESSAGE_BYTES: usize = GATE_SIGNING_DOMAIN.len() + 16 + 1 + 32;
+
+/// What the gate signs to approve a transfer: `domain ‖ transfer_id (16 bytes big-endian) ‖
+/// outcome (1 = approve) ‖ decision hash`. Binding the transfer id and the outcome means an
+/// approval can neither be moved to another transfer nor a refusal passed off as one.
+pub fn gate_approval_message(
+    transfer_id: u128,
+    decision_hash: &Hash32,
+) -> [u8; GATE_MESSAGE_BYTES] {
+    let mut message = [0u8; GATE_MESSAGE_BYTES];
+    let domain = GATE_SIGNING_DOMAIN.len();
+    message[..domain].copy_from_slice(GATE_SIGNING_DOMAIN);
+    message[domain..domain + 16].copy_from_slice(&transfer_id.to_be_bytes());
+    message[domain + 16] = GATE_OUTCOME_APPROVE;
+    message[domain + 17..].copy_from_slice(decision_hash);
+    message
+}
+
 /// A 32-byte SHA-256 digest.
 pub type Hash32 = [u8; 32];
 

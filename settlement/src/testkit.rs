@@ -4,7 +4,7 @@
 
 use crate::block::CommittedBlock;
 use crate::crypto::signing::{ControllerSigner, Ed25519Signer};
-use crate::crypto::{Hash32, tagged_hash};
+use crate::crypto::{Hash32, gate_approval_message, tagged_hash};
 use crate::ledger::{
     AccountFlags, Batch, BatchSignature, GateApproval, NewAccount, Transfer, TransferEntry,
     TransferFlags, batch_signing_digest,
@@ -32,11 +32,11 @@ pub fn ed25519(label: &str, index: u64) -> Ed25519Signer {
     Ed25519Signer::from_seed(&seed(label, index))
 }
 
-/// The gate's approval of a decision hash.
-pub fn approve(gate: &Ed25519Signer, decision_hash: &Hash32) -> GateApproval {
+/// The gate's approval of transfer `transfer_id` under decision `decision_hash`.
+pub fn approve(gate: &Ed25519Signer, transfer_id: u128, decision_hash: &Hash32) -> GateApproval {
     GateApproval {
         gate_key: gate.public_key(),
-        signature: gate.sign(decision_hash),
+        signature: gate.sign(&gate_approval_message(transfer_id, decision_hash)),
     }
 }
 
@@ -53,7 +53,7 @@ pub fn signed_entry(
 ) -> TransferEntry {
     TransferEntry {
         transfer,
-        gate: Some(approve(gate, &transfer.decision_hash)),
+        gate: Some(approve(gate, transfer.id, &transfer.decision_hash)),
         signature: Some(signer.sign_digest(&transfer.signing_digest())),
     }
 }
@@ -71,7 +71,7 @@ pub fn batch_signed(
             .iter()
             .map(|transfer| TransferEntry {
                 transfer: *transfer,
-                gate: Some(approve(gate, &transfer.decision_hash)),
+                gate: Some(approve(gate, transfer.id, &transfer.decision_hash)),
                 signature: None,
             })
             .collect(),

@@ -418,7 +418,7 @@ fn entry(keys: &Keys, s: &Spec) -> TransferEntry {
         transfer: s.transfer,
         gate: s
             .gated
-            .then(|| approve(&keys.gate, &s.transfer.decision_hash)),
+            .then(|| approve(&keys.gate, s.transfer.id, &s.transfer.decision_hash)),
         signature: s
             .signed
             .then(|| keys.key.sign_digest(&s.transfer.signing_digest())),

@@ -23,8 +23,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::codec::Writer;
 use crate::crypto::{
-    DOMAIN_STATE, Ed25519Key, Hash32, ParsedEd25519Key, controller_key_is_valid, parse_ed25519,
-    tagged_hash, verify_controller, verify_ed25519_parsed,
+    DOMAIN_STATE, Ed25519Key, Hash32, ParsedEd25519Key, controller_key_is_valid,
+    gate_approval_message, parse_ed25519, tagged_hash, verify_controller, verify_ed25519_parsed,
 };
 use crate::limits::{ACCOUNTS_MAX, TIMEOUT_SECONDS_MAX, TRANSFERS_MAX, TRANSFERS_PER_BLOCK_MAX};
 pub use results::{CreateAccountResult, CreateTransferResult};
@@ -387,20 +387,23 @@ impl Ledger {
         ))
     }
 
-    /// Checks the gate approval of every transfer entry of the block, deduplicated (the legs of
-    /// one trade share a decision) and spread over `verify_threads`. Pure: the verdicts depend
+    /// Checks the gate approval of every transfer entry of the block (deduplicated, so a
+    /// resubmitted entry costs nothing) spread over `verify_threads`. Pure: the verdicts depend
     /// only on the entries and the configured gate keys.
     fn verify_gates(&self, batches: &[Batch]) -> Vec<CreateTransferResult> {
-        type Triple = (Ed25519Key, Hash32, crate::crypto::Signature64);
+        type Triple = (Ed25519Key, u128, Hash32, crate::crypto::Signature64);
         let mut entries: Vec<Option<Triple>> = Vec::new();
         for batch in batches {
             if let Batch::CreateTransfers { entries: list, .. } = batch {
                 for entry in list {
-                    entries.push(
-                        entry.gate.map(|gate| {
-                            (gate.gate_key, entry.transfer.decision_hash, gate.signature)
-                        }),
-                    );
+                    entries.push(entry.gate.map(|gate| {
+                        (
+                            gate.gate_key,
+                            entry.transfer.id,
+                            entry.transfer.decision_hash,
+                            gate.signature,
+                        )
+                    }));
                 }
             }
         }
@@ -413,11 +416,12 @@ impl Ledger {
             .into_iter()
             .collect();
         unique.sort_unstable();
-        let verified: Vec<bool> = parallel_map(&unique, self.verify_threads, |(key, hash, sig)| {
-            self.gate_keys
-                .get(key)
-                .is_some_and(|parsed| verify_ed25519_parsed(parsed, hash, sig))
-        });
+        let verified: Vec<bool> =
+            parallel_map(&unique, self.verify_threads, |(key, id, hash, sig)| {
+                self.gate_keys.get(key).is_some_and(|parsed| {
+                    verify_ed25519_parsed(parsed, &gate_approval_message(*id, hash), sig)
+                })
+            });
         let valid: HashSet<&Triple> = unique
             .iter()
             .zip(&verified)

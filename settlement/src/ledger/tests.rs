@@ -292,15 +292,20 @@ fn batch_signatures_cover_only_the_signers_accounts() {
         outcome.results,
         vec![BatchResults::Transfers(vec![R::Ok, R::SignerNotController])]
     );
-    // Tampering with any transfer of the batch voids the batch signature.
+    // Tampering with any transfer of the batch voids the batch signature (the gate's approval
+    // does not cover the amount, only the controller's signature does).
+    let fresh = batch_signed(
+        &[f.transfer(20, 2, 3, 10, 0), f.transfer(21, 2, 4, 10, 0)],
+        &f.keys[2],
+        &f.gate,
+    );
     let Batch::CreateTransfers {
         mut entries,
         batch_signature,
-    } = batch
+    } = fresh
     else {
         unreachable!()
     };
-    entries[0].transfer.id = 20;
     entries[0].transfer.amount = 11;
     f.height += 1;
     let outcome = f
@@ -425,4 +430,18 @@ fn account_creation_rules() {
         ])]
     );
     assert!(f.ledger.account(11).is_none());
+}
+
+#[test]
+fn a_gate_approval_cannot_be_moved_to_another_transfer() {
+    let mut f = Fixture::new();
+    let approved = f.signed(f.transfer(1, 1, 2, 10, 0));
+    let mut moved = f.signed(f.transfer(2, 1, 2, 10, 0));
+    moved.transfer.decision_hash = approved.transfer.decision_hash;
+    moved.gate = approved.gate;
+    moved.signature = Some(f.keys[1].sign_digest(&moved.transfer.signing_digest()));
+    assert_eq!(
+        f.block_at(5, vec![approved, moved]),
+        vec![R::Ok, R::GateSignatureInvalid]
+    );
 }
