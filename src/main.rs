@@ -4,10 +4,14 @@
 //! - `cli::custody`: `rempart custody …` (key derivation, proof-of-reserves tools).
 //! - `cli::aml`: `rempart aml …` (screening, name matching, goAML reports).
 //! - `cli::ledger`: `rempart ledger …` (ledger verification and the cluster benchmark).
+//! - `cli::node`: `rempart demo`, `rempart node --config FILE`.
+//! - `cli::bench_api`: `rempart bench-api` (the gRPC API benchmark).
+//! - `node`: the exchange node itself (engine path, gRPC API, auth, limits, metrics).
 //!
 //! Each area's module owns its subcommands; this file only dispatches.
 
 mod cli;
+mod node;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +40,12 @@ enum Command {
         #[command(subcommand)]
         command: cli::ledger::Command,
     },
+    /// Runs the demo exchange node: three markets, funded demo accounts, keys printed at start.
+    Demo(cli::node::DemoArgs),
+    /// Runs a node from a TOML configuration file (REMPART_* environment overrides).
+    Node(cli::node::NodeArgs),
+    /// Benchmarks the gRPC API against an in-process demo node; prints one JSON line.
+    BenchApi(cli::bench_api::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +54,9 @@ fn main() -> std::process::ExitCode {
         Command::Custody { command } => cli::custody::run(command),
         Command::Aml { command } => cli::aml::run(command),
         Command::Ledger { command } => cli::ledger::run(command),
+        Command::Demo(args) => cli::node::demo(args),
+        Command::Node(args) => cli::node::node(args),
+        Command::BenchApi(args) => cli::bench_api::run(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,5 +1,7 @@
 //! Subcommands, one module per area.
 
 pub mod aml;
+pub mod bench_api;
 pub mod custody;
 pub mod ledger;
+pub mod node;

@@ -1,0 +1,224 @@
+//! `rempart bench-api`: starts a demo node in this process (temporary data directory, real
+//! journal with fsync), then measures orders sent through `OrderStream` from submission to
+//! acknowledgement over several connections, and the latency of unary `PlaceOrder` against a
+//! `Diagnostics.Echo` call on the same stack. Prints one JSON line.
+//!
+//! Orders alternate sell and buy at one price on two accounts so that they trade and balances
+//! go round instead of running out.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use clap::Args;
+use rempart_proto::v1 as pb;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Request;
+use tonic::transport::Channel;
+
+use crate::node::gateway::RateLimits;
+use crate::node::{self, NodeOptions};
+
+/// `rempart bench-api` options.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Orders sent through OrderStream in total.
+    #[arg(long, default_value_t = 200_000)]
+    pub orders: u64,
+    /// Client connections (each with one OrderStream).
+    #[arg(long, default_value_t = 4)]
+    pub connections: u64,
+    /// Requests in flight per stream.
+    #[arg(long, default_value_t = 512)]
+    pub window: usize,
+    /// Unary PlaceOrder and Echo calls measured one at a time.
+    #[arg(long, default_value_t = 2_000)]
+    pub unary: u64,
+}
+
+fn with_token<T>(msg: T, token: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    if let Ok(v) = format!("Bearer {token}").parse() {
+        r.metadata_mut().insert("authorization", v);
+    }
+    r
+}
+
+fn order(side: pb::Side) -> pb::PlaceOrderRequest {
+    pb::PlaceOrderRequest {
+        market: "CITY/EUR".into(),
+        side: side as i32,
+        order_type: pb::OrderType::Limit as i32,
+        time_in_force: pb::TimeInForce::Gtc as i32,
+        price: "1".into(),
+        quantity: "1".into(),
+        client_order_id: String::new(),
+        account_id: String::new(),
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn stream_client(
+    ch: Channel,
+    token: String,
+    orders: u64,
+    window: usize,
+    first_side: pb::Side,
+) -> anyhow::Result<Vec<u64>> {
+    let mut client = pb::trading_client::TradingClient::new(ch).max_decoding_message_size(1 << 20);
+    let (tx, rx) = mpsc::channel(window);
+    let permits = Arc::new(Semaphore::new(window));
+    let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..orders).map(|_| AtomicU64::new(0)).collect());
+    let start = Instant::now();
+    let sender = {
+        let permits = permits.clone();
+        let sent_at = sent_at.clone();
+        tokio::spawn(async move {
+            for i in 0..orders {
+                let Ok(p) = permits.acquire().await else {
+                    return;
+                };
+                p.forget();
+                let side = if i % 2 == 0 {
+                    first_side
+                } else if first_side == pb::Side::Buy {
+                    pb::Side::Sell
+                } else {
+                    pb::Side::Buy
+                };
+                sent_at[i as usize].store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                let msg = pb::OrderStreamRequest {
+                    request_id: i,
+                    action: Some(pb::order_stream_request::Action::Place(order(side))),
+                };
+                if tx.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let mut responses = client
+        .order_stream(with_token(ReceiverStream::new(rx), &token))
+        .await?
+        .into_inner();
+    let mut latencies = Vec::with_capacity(orders as usize);
+    let mut errors = 0u64;
+    while let Some(r) = responses.message().await? {
+        let now = start.elapsed().as_nanos() as u64;
+        let sent = sent_at[r.request_id as usize].load(Ordering::Relaxed);
+        latencies.push(now.saturating_sub(sent) / 1_000);
+        if matches!(r.result, Some(pb::order_stream_response::Result::Error(_))) {
+            errors += 1;
+        }
+        permits.add_permits(1);
+        if latencies.len() as u64 == orders {
+            break;
+        }
+    }
+    sender.abort();
+    if errors > 0 {
+        anyhow::bail!("{errors} orders were refused");
+    }
+    Ok(latencies)
+}
+
+/// Runs the benchmark.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let dir = tempfile::tempdir()?;
+        let running = node::start(NodeOptions {
+            listen: "127.0.0.1:0".parse()?,
+            metrics_listen: "127.0.0.1:0".parse()?,
+            data_dir: dir.path().to_path_buf(),
+            tls: None,
+            limits: RateLimits {
+                calls_per_key: 1_000_000,
+                calls_per_ip: 1_000_000,
+                orders_per_account: 10_000_000,
+            },
+            demo: true,
+        })
+        .await?;
+        let token = |name: &str| {
+            running
+                .new_keys
+                .iter()
+                .find(|k| k.0 == name)
+                .map(|k| k.3.clone())
+                .unwrap_or_default()
+        };
+        let (alice, bob) = (token("alice"), token("bob"));
+        let uri = format!("http://{}", running.grpc_addr);
+        let per = args.orders / args.connections.max(1);
+        let mut tasks = Vec::new();
+        let started = Instant::now();
+        for c in 0..args.connections.max(1) {
+            let ch = Channel::from_shared(uri.clone())?.connect().await?;
+            let (tok, side) = if c % 2 == 0 {
+                (alice.clone(), pb::Side::Sell)
+            } else {
+                (bob.clone(), pb::Side::Buy)
+            };
+            tasks.push(tokio::spawn(stream_client(ch, tok, per, args.window, side)));
+        }
+        let mut latencies = Vec::new();
+        for t in tasks {
+            latencies.extend(t.await??);
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        latencies.sort_unstable();
+
+        let ch = Channel::from_shared(uri)?.connect().await?;
+        let mut trading = pb::trading_client::TradingClient::new(ch.clone());
+        let mut diag = pb::diagnostics_client::DiagnosticsClient::new(ch);
+        let mut unary = Vec::with_capacity(args.unary as usize);
+        for i in 0..args.unary {
+            let side = if i % 2 == 0 {
+                pb::Side::Sell
+            } else {
+                pb::Side::Buy
+            };
+            let t = Instant::now();
+            trading.place_order(with_token(order(side), &alice)).await?;
+            unary.push(t.elapsed().as_micros() as u64);
+        }
+        let mut echo = Vec::with_capacity(args.unary as usize);
+        for _ in 0..args.unary {
+            let t = Instant::now();
+            diag.echo(with_token(
+                pb::EchoRequest {
+                    payload: vec![0; 64],
+                },
+                &alice,
+            ))
+            .await?;
+            echo.push(t.elapsed().as_micros() as u64);
+        }
+        unary.sort_unstable();
+        echo.sort_unstable();
+        let line = serde_json::json!({
+            "orders": latencies.len(),
+            "connections": args.connections,
+            "window": args.window,
+            "orders_per_sec": (latencies.len() as f64 / elapsed).round(),
+            "p50_us": percentile(&latencies, 0.50),
+            "p99_us": percentile(&latencies, 0.99),
+            "unary_place_p50_us": percentile(&unary, 0.50),
+            "echo_p50_us": percentile(&echo, 0.50),
+        });
+        println!("{line}");
+        running.shutdown().await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,105 @@
+//! `rempart demo`, `rempart node --config FILE` and `rempart bench-api`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::node::gateway::RateLimits;
+use crate::node::{self, NodeOptions, TlsFiles};
+
+/// `rempart demo` options.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// gRPC listen address (port 0 picks a free port; the chosen one is printed).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Prometheus metrics listen address.
+    #[arg(long, default_value = "127.0.0.1:9184")]
+    pub metrics_listen: SocketAddr,
+    /// Journal, snapshots and API keys.
+    #[arg(long, default_value = "./rempart-demo-data")]
+    pub data_dir: PathBuf,
+    /// TLS certificate (PEM); with --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA whose client certificates are required (mutual TLS).
+    #[arg(long, requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// RPC calls per second per API key.
+    #[arg(long, default_value_t = RateLimits::default().calls_per_key)]
+    pub calls_per_key: u32,
+    /// RPC calls per second per client IP.
+    #[arg(long, default_value_t = RateLimits::default().calls_per_ip)]
+    pub calls_per_ip: u32,
+    /// Orders per second per account.
+    #[arg(long, default_value_t = RateLimits::default().orders_per_account)]
+    pub orders_per_account: u32,
+}
+
+/// `rempart node` options.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// TOML configuration file (environment variables REMPART_* override it).
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+}
+
+fn serve(options: NodeOptions) -> anyhow::Result<()> {
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let data_dir = options.data_dir.clone();
+        let running = node::start(options).await?;
+        node::print_banner(&running, &data_dir);
+        node::wait_for_signal().await;
+        tracing::info!("shutting down");
+        running.shutdown().await?;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    })
+}
+
+/// Runs the demo node until SIGTERM or ctrl-c.
+pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let tls = args.tls_cert.map(|cert| TlsFiles {
+        cert,
+        key: args.tls_key.unwrap_or_default(),
+        client_ca: args.client_ca,
+    });
+    serve(NodeOptions {
+        listen: args.listen,
+        metrics_listen: args.metrics_listen,
+        data_dir: args.data_dir,
+        tls,
+        limits: RateLimits {
+            calls_per_key: args.calls_per_key,
+            calls_per_ip: args.calls_per_ip,
+            orders_per_account: args.orders_per_account,
+        },
+        demo: true,
+    })
+}
+
+/// Runs a node from a configuration file.
+pub fn node(args: NodeArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.config)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
+    let options = node::config::load(&text, &|k| std::env::var(k).ok())?;
+    serve(options)
+}

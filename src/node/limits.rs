@@ -1,0 +1,45 @@
+//! Every bound of the node in one place, so that load turns into refusals (with codes), never
+//! into unbounded memory or time.
+
+/// Largest gRPC message the server decodes or encodes, in bytes.
+pub const MESSAGE_BYTES_MAX: usize = 64 * 1024;
+/// Commands waiting for the engine thread; senders wait (backpressure) when it is full.
+pub const ENGINE_QUEUE_DEPTH: usize = 64 * 1024;
+/// Most commands the engine thread takes in one group-commit batch.
+pub const ENGINE_BATCH_MAX: usize = 4 * 1024;
+/// Batches applied by the engine and waiting for their journal sync before acknowledgement.
+pub const ACK_QUEUE_DEPTH: usize = 1024;
+/// Open streaming RPCs (order streams and market-data streams) in the whole node.
+pub const STREAMS_MAX: usize = 1024;
+/// Open streaming RPCs per account.
+pub const STREAMS_PER_ACCOUNT_MAX: usize = 16;
+/// Requests of one OrderStream submitted to the engine and not yet answered.
+pub const STREAM_IN_FLIGHT_MAX: usize = 4096;
+/// Market-data events buffered for subscribers; a subscriber further behind is cut off.
+pub const MARKET_DATA_BUFFER: usize = 64 * 1024;
+/// Trades kept per market for GetTrades and GetCandles.
+pub const TRADES_KEPT_MAX: usize = 100_000;
+/// Closed (filled or cancelled) orders kept in memory for GetOrder and ListOrders.
+pub const CLOSED_ORDERS_KEPT_MAX: usize = 100_000;
+/// Orders returned by ListOrders at most.
+pub const LIST_ORDERS_MAX: usize = 1000;
+/// Trades returned by GetTrades at most.
+pub const LIST_TRADES_MAX: usize = 1000;
+/// Candles returned by GetCandles at most.
+pub const CANDLES_MAX: usize = 1000;
+/// Price levels per side in GetOrderBook at most.
+pub const BOOK_DEPTH_MAX: usize = 500;
+/// Longest free-text field (labels, reasons), in bytes.
+pub const TEXT_BYTES_MAX: usize = 512;
+/// API keys the node holds.
+pub const API_KEYS_MAX: usize = 100_000;
+/// Argon2id verifications running at once (each costs ~20 MiB and tens of milliseconds).
+pub const ARGON2_CONCURRENT_MAX: usize = 2;
+/// Longest accepted bearer token, in bytes.
+pub const TOKEN_BYTES_MAX: usize = 256;
+/// Largest HTTP request head the metrics endpoint reads, in bytes.
+pub const METRICS_REQUEST_BYTES_MAX: usize = 8 * 1024;
+/// Levels per side loaded from the engine into the read model at start.
+pub const L2_SNAPSHOT_DEPTH: usize = 1000;
+/// Commands between two engine snapshots (a snapshot bounds restart time).
+pub const SNAPSHOT_EVERY_COMMANDS: u64 = 1_000_000;

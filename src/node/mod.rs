@@ -1,0 +1,349 @@
+//! The exchange node: one process holding the engine path (sequencer, engine thread, journal),
+//! the gRPC API in front of it, and the metrics endpoint.
+//!
+//! # Layout
+//! - `core`: sequencer, engine thread, group-commit acknowledgement.
+//! - `hub`: the read model (books, trades, orders) and market-data fan-out.
+//! - `auth`: API keys (Argon2id at rest, keyed-hash cache), roles.
+//! - `gateway`: the tower layer (rate limits per IP and key, authentication), stream limits.
+//! - `services`: the `rempart.v1` services.
+//! - `errors`: reject codes to gRPC statuses; `decimal`: decimal strings at the edge.
+//! - `metrics`: Prometheus; `config`: the `node --config` file; `limits`: every bound.
+
+pub mod auth;
+pub mod config;
+pub mod core;
+pub mod decimal;
+pub mod errors;
+pub mod gateway;
+pub mod hub;
+pub mod limits;
+pub mod metrics;
+pub mod services;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use matching_engine::{ASSET_CITY, ASSET_EUR, ASSET_LCL, CommandKind, demo_markets};
+use rempart_proto::v1 as pb;
+use rempart_proto::v1::Role;
+use tokio::sync::watch;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use self::gateway::{Gateway, GatewayLayer, RateLimits};
+use self::limits::MESSAGE_BYTES_MAX;
+use self::services::Ctx;
+
+/// TLS files; with `client_ca`, clients must present a certificate it signed (mutual TLS).
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub tls: Option<TlsFiles>,
+    pub limits: RateLimits,
+    /// Seed the demo markets, accounts and keys into an empty data directory.
+    pub demo: bool,
+}
+
+/// A demo party: name, account, roles, deposits (asset, minor units).
+pub type DemoParty = (&'static str, u64, &'static [Role], &'static [(u16, u64)]);
+
+/// The demo's parties; each gets an API key at the first start.
+pub const DEMO_PARTIES: &[DemoParty] = &[
+    ("admin", 1, &[Role::Admin], &[]),
+    (
+        "alice",
+        1001,
+        &[Role::Trader],
+        &[
+            (ASSET_CITY, 10_000_000 * 1_000_000),
+            (ASSET_EUR, 1_000_000_000 * 100),
+            (ASSET_LCL, 1_000_000_000 * 100),
+        ],
+    ),
+    (
+        "bob",
+        1002,
+        &[Role::Trader],
+        &[
+            (ASSET_CITY, 10_000_000 * 1_000_000),
+            (ASSET_EUR, 1_000_000_000 * 100),
+            (ASSET_LCL, 1_000_000_000 * 100),
+        ],
+    ),
+    (
+        "carol",
+        1003,
+        &[Role::Merchant],
+        &[(ASSET_CITY, 1_000 * 1_000_000), (ASSET_EUR, 10_000 * 100)],
+    ),
+    ("approver", 1004, &[Role::CustodyApprover], &[]),
+    ("compliance", 1005, &[Role::ComplianceOfficer], &[]),
+    ("regulator", 1006, &[Role::Regulator], &[]),
+];
+
+/// A running node.
+#[derive(Debug)]
+pub struct RunningNode {
+    pub grpc_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    /// (name, account, roles, token) of keys created at this start (shown once).
+    pub new_keys: Vec<(String, u64, Vec<Role>, String)>,
+    shutdown_tx: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    core: core::Core,
+    threads: Option<core::CoreThreads>,
+}
+
+async fn seed_demo(core: &core::Core) -> anyhow::Result<()> {
+    for cfg in demo_markets() {
+        core.command(CommandKind::CreateMarket(cfg))
+            .await
+            .map_err(|s| anyhow::anyhow!("seeding market: {}", s.message()))?;
+    }
+    for (_, account, _, deposits) in DEMO_PARTIES {
+        for (asset, amount) in deposits.iter() {
+            core.command(CommandKind::Deposit {
+                account: *account,
+                asset: *asset,
+                amount: *amount,
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("seeding deposit: {}", s.message()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts a node: recovers the engine, seeds the demo when asked and the directory is new,
+/// binds the listeners and serves until [`RunningNode::shutdown`].
+pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
+    let metrics = metrics::Metrics::new()?;
+    let (core, threads, fresh) = core::start(&options.data_dir, metrics.clone())?;
+    let keys = auth::KeyStore::open(&options.data_dir)?;
+    let mut new_keys = Vec::new();
+    if fresh && options.demo {
+        seed_demo(&core).await?;
+    }
+    if keys.is_empty() {
+        let parties: Vec<(&str, u64, &[Role])> = if options.demo {
+            DEMO_PARTIES.iter().map(|p| (p.0, p.1, p.2)).collect()
+        } else {
+            vec![("admin", 1, &[Role::Admin][..])]
+        };
+        for (name, account, roles) in parties {
+            let keys = keys.clone();
+            let roles_v = roles.to_vec();
+            let key = tokio::task::spawn_blocking(move || {
+                keys.create(account, &roles_v, name, core::Core::now_us(), 0)
+            })
+            .await??;
+            new_keys.push((
+                name.to_string(),
+                account,
+                roles.to_vec(),
+                key.token.to_string(),
+            ));
+        }
+    }
+    let gateway = Gateway::new(keys, options.limits, metrics.clone());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    {
+        let gateway = gateway.clone();
+        let mut rx = shutdown_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => gateway.housekeeping(),
+                    _ = rx.changed() => return,
+                }
+            }
+        });
+    }
+    let ctx = Ctx {
+        core: core.clone(),
+        gateway: gateway.clone(),
+        shutdown: shutdown_rx.clone(),
+    };
+
+    let metrics_listener = metrics::bind(options.metrics_listen).await?;
+    let metrics_addr = metrics_listener.local_addr()?;
+    tokio::spawn(metrics::serve(
+        metrics_listener,
+        metrics.clone(),
+        shutdown_rx.clone(),
+    ));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    for name in rempart_proto::SERVICE_NAMES {
+        health_reporter
+            .set_service_status(*name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(rempart_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(rempart_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let mut builder = Server::builder()
+        .max_concurrent_streams(Some(limits::STREAMS_MAX as u32))
+        .tcp_nodelay(true);
+    if let Some(tls) = &options.tls {
+        let cert = std::fs::read(&tls.cert)
+            .map_err(|e| anyhow::anyhow!("TLS certificate {}: {e}", tls.cert.display()))?;
+        let key = std::fs::read(&tls.key)
+            .map_err(|e| anyhow::anyhow!("TLS key {}: {e}", tls.key.display()))?;
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+        if let Some(ca) = &tls.client_ca {
+            let ca = std::fs::read(ca)
+                .map_err(|e| anyhow::anyhow!("client CA {}: {e}", ca.display()))?;
+            config = config.client_ca_root(Certificate::from_pem(ca));
+        }
+        builder = builder.tls_config(config)?;
+    }
+    macro_rules! limited {
+        ($server:expr) => {
+            $server
+                .max_decoding_message_size(MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(MESSAGE_BYTES_MAX)
+        };
+    }
+    let router = builder
+        .layer(GatewayLayer { gateway })
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(limited!(pb::trading_server::TradingServer::new(
+            services::TradingSvc(ctx.clone())
+        )))
+        .add_service(limited!(pb::market_data_server::MarketDataServer::new(
+            services::MarketDataSvc(ctx.clone())
+        )))
+        .add_service(limited!(pb::accounts_server::AccountsServer::new(
+            services::AccountsSvc(ctx.clone())
+        )))
+        .add_service(limited!(pb::admin_server::AdminServer::new(
+            services::AdminSvc(ctx.clone())
+        )))
+        .add_service(limited!(pb::diagnostics_server::DiagnosticsServer::new(
+            services::DiagnosticsSvc
+        )))
+        .add_service(limited!(pb::custody_server::CustodyServer::new(
+            services::CustodySvc
+        )))
+        .add_service(limited!(pb::compliance_server::ComplianceServer::new(
+            services::ComplianceSvc
+        )))
+        .add_service(limited!(pb::ledger_server::LedgerServer::new(
+            services::LedgerSvc
+        )));
+
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("gRPC listener {}: {e}", options.listen))?;
+    let grpc_addr = listener.local_addr()?;
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut stop = shutdown_rx.clone();
+    let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = stop.changed().await;
+    }));
+    Ok(RunningNode {
+        grpc_addr,
+        metrics_addr,
+        new_keys,
+        shutdown_tx,
+        server,
+        core,
+        threads: Some(threads),
+    })
+}
+
+impl RunningNode {
+    /// Graceful shutdown: stop accepting, end streams, let in-flight calls finish, then stop
+    /// the engine thread, flush the journal and write a snapshot.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let _ = self.shutdown_tx.send(true);
+        match tokio::time::timeout(Duration::from_secs(10), &mut self.server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "gRPC server ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server task failed"),
+            Err(_) => {
+                tracing::warn!("in-flight calls did not finish in 10 s; closing them");
+                self.server.abort();
+            }
+        }
+        self.core.stop().await;
+        let threads = self.threads.take();
+        if let Some(t) = threads {
+            tokio::task::spawn_blocking(move || t.join()).await??;
+        }
+        Ok(())
+    }
+}
+
+/// Prints the lines clients and tests read: addresses, then one line per new key.
+pub fn print_banner(node: &RunningNode, data_dir: &std::path::Path) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "listening grpc={} metrics={} data_dir={}",
+        node.grpc_addr,
+        node.metrics_addr,
+        data_dir.display()
+    );
+    if node.new_keys.is_empty() {
+        let _ = writeln!(
+            out,
+            "api keys already exist in {}; their secrets were shown when they were created",
+            data_dir.display()
+        );
+    }
+    for (name, account, roles, token) in &node.new_keys {
+        let roles: Vec<&str> = roles.iter().map(|r| r.as_str_name()).collect();
+        let _ = writeln!(
+            out,
+            "api-key name={name} account={account} roles={} token={token}",
+            roles.join(",")
+        );
+    }
+    let _ = writeln!(out, "ready");
+    let _ = out.flush();
+}
+
+/// Waits for SIGTERM or ctrl-c.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
