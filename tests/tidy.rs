@@ -58,7 +58,10 @@ fn files_under(dirs: &[&str]) -> Vec<PathBuf> {
         rust_files(&root.join(dir), &mut files);
     }
     files.sort();
-    assert!(!files.is_empty(), "tidy found no source files under {dirs:?}");
+    assert!(
+        !files.is_empty(),
+        "tidy found no source files under {dirs:?}"
+    );
     files
 }
 
@@ -144,7 +147,12 @@ fn no_debugging_leftovers_or_switched_off_tests() {
         for (number, line) in text.lines().enumerate() {
             let code = code_of(line);
             if banned.iter().any(|token| code.contains(token)) {
-                offenders.push(format!("{}:{}: {}", relative(&file), number + 1, line.trim()));
+                offenders.push(format!(
+                    "{}:{}: {}",
+                    relative(&file),
+                    number + 1,
+                    line.trim()
+                ));
             }
         }
     }
