@@ -1,0 +1,119 @@
+//! `rempart-validator --config validator.json`: one consortium validator in its own process
+//! (the deployment shape, and what the crash tests kill and restart).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use rempart_consensus::config::ValidatorConfig;
+use rempart_consensus::mempool::Mempool;
+use rempart_consensus::node::{self, NodeStatus};
+use rempart_consensus::signing::ValidatorSigner;
+use rempart_consensus::workload::Workload;
+use settlement::ledger::Batch;
+use settlement::replica::Replica;
+use settlement::store::file::FileStore;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rempart-validator",
+    about = "Run one consortium ledger validator"
+)]
+struct Args {
+    /// The validator's configuration file (JSON).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    runtime.block_on(run(&args.config))
+}
+
+/// The workload batches not yet in the stored chain (so a restarted validator does not offer
+/// settled batches again).
+fn pending_workload(config: &ValidatorConfig, store_dir: &Path) -> anyhow::Result<Vec<Batch>> {
+    let Some(workload) = &config.workload else {
+        return Ok(Vec::new());
+    };
+    let generator = Workload::new(workload.accounts);
+    let batches = generator.batches(workload.transfers, workload.batch);
+    let genesis = config.genesis()?;
+    let replica = Replica::open(&genesis, FileStore::open(store_dir)?, 1)?;
+    let ledger = replica.ledger();
+    Ok(batches
+        .into_iter()
+        .filter(|batch| match batch {
+            Batch::CreateAccounts(accounts) => accounts
+                .first()
+                .is_some_and(|a| ledger.account(a.id).is_none()),
+            Batch::CreateTransfers { entries, .. } => entries
+                .first()
+                .is_some_and(|e| ledger.transfer(e.transfer.id).is_none()),
+        })
+        .collect())
+}
+
+fn write_status(path: &Path, status: &NodeStatus) -> std::io::Result<()> {
+    let json = serde_json::json!({
+        "height": status.height,
+        "state_hash": hex::encode(status.state_hash),
+        "head_hash": hex::encode(status.head_hash),
+        "transfers": status.transfers,
+        "failed": status.failed,
+    });
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, json.to_string())?;
+    std::fs::rename(&tmp, path)
+}
+
+async fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = ValidatorConfig::load(config_path)?;
+    let genesis = config.genesis()?;
+    let signer = ValidatorSigner::from_file(&config.key_file)?;
+    let store_dir = config.data_dir.join("store");
+    let pending = pending_workload(&config, &store_dir)?;
+    let mempool = Arc::new(Mempool::new());
+    for batch in pending {
+        // A refusal here means the workload is larger than the mempool: the rest is dropped.
+        if let Err(refusal) = mempool.submit(batch) {
+            tracing::warn!(code = refusal.code(), "{}", refusal.message());
+            break;
+        }
+    }
+    let store = FileStore::open(&store_dir)?;
+    let running = node::start(
+        &genesis,
+        config.validator_id,
+        signer,
+        store,
+        config.node_options()?,
+        mempool,
+    )
+    .await?;
+    let mut status = running.status.clone();
+    loop {
+        let current = status.borrow_and_update().clone();
+        if let Some(path) = &config.status_file {
+            write_status(path, &current).context("write status file")?;
+        }
+        if let Some(reason) = current.failed {
+            anyhow::bail!("validator stopped: {reason}");
+        }
+        if status.changed().await.is_err() {
+            anyhow::bail!("validator stopped");
+        }
+    }
+}

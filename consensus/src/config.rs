@@ -1,0 +1,185 @@
+//! The validator binary's configuration file (JSON): who it is, where its key, genesis and data
+//! live, where it listens and who its peers are. Relative paths are taken from the directory of
+//! the configuration file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use settlement::membership::{GenesisConfig, ValidatorId};
+
+use crate::node::{BLOCK_ENTRIES_DEFAULT, NodeOptions};
+
+/// Bytes of a configuration or genesis file at most.
+pub const CONFIG_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// A deterministic demo workload the validator feeds its own mempool with (every validator of
+/// a test network generates the same batches, as if a client had sent them to all).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadConfig {
+    /// Accounts to open.
+    pub accounts: u64,
+    /// Transfers to make.
+    pub transfers: u64,
+    /// Transfers per batch.
+    pub batch: usize,
+}
+
+/// `validator.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorConfig {
+    /// This validator's id in the genesis membership.
+    pub validator_id: ValidatorId,
+    /// File holding its Ed25519 seed (64 hex digits).
+    pub key_file: PathBuf,
+    /// The genesis configuration (settlement's `genesis.json`).
+    pub genesis_file: PathBuf,
+    /// Directory of its block store (`store/`) and consensus WAL (`wal/`).
+    pub data_dir: PathBuf,
+    /// Listen address, a multiaddr (`/ip4/127.0.0.1/tcp/27001`).
+    pub listen: String,
+    /// The other validators' multiaddrs.
+    pub peers: Vec<String>,
+    /// If set, a JSON status (height, state hash) is written here after every commit.
+    #[serde(default)]
+    pub status_file: Option<PathBuf>,
+    /// If set, the validator feeds this workload to its mempool.
+    #[serde(default)]
+    pub workload: Option<WorkloadConfig>,
+    /// Transfers per block at most.
+    #[serde(default = "default_block_entries")]
+    pub block_entries_max: usize,
+    /// Propose timeout of round 0, in milliseconds (others scale from the local defaults).
+    #[serde(default)]
+    pub propose_timeout_ms: Option<u64>,
+}
+
+fn default_block_entries() -> usize {
+    BLOCK_ENTRIES_DEFAULT
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A file cannot be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A file is too large.
+    #[error("{0}: larger than the 16 MiB a configuration may be")]
+    TooLarge(String),
+    /// A file is not valid JSON of the expected shape.
+    #[error("{path}: {source}")]
+    Json {
+        /// The file.
+        path: String,
+        /// The error.
+        source: serde_json::Error,
+    },
+    /// An address is not a multiaddr.
+    #[error("not a multiaddr: {0}")]
+    Address(String),
+}
+
+fn read_bounded(path: &Path) -> Result<String, ConfigError> {
+    let shown = path.display().to_string();
+    let len = std::fs::metadata(path)
+        .map_err(|source| ConfigError::Io {
+            path: shown.clone(),
+            source,
+        })?
+        .len();
+    if len > CONFIG_BYTES_MAX {
+        return Err(ConfigError::TooLarge(shown));
+    }
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: shown,
+        source,
+    })
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ConfigError> {
+    serde_json::from_str(&read_bounded(path)?).map_err(|source| ConfigError::Json {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+impl ValidatorConfig {
+    /// Loads `path`, resolving relative paths against its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Self = parse_json(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for file in [
+            &mut config.key_file,
+            &mut config.genesis_file,
+            &mut config.data_dir,
+        ] {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
+        if let Some(status) = &mut config.status_file
+            && status.is_relative()
+        {
+            *status = base.join(&*status);
+        }
+        Ok(config)
+    }
+
+    /// The genesis configuration it names.
+    pub fn genesis(&self) -> Result<GenesisConfig, ConfigError> {
+        parse_json(&self.genesis_file)
+    }
+
+    /// The node options it implies.
+    pub fn node_options(&self) -> Result<NodeOptions, ConfigError> {
+        let parse = |text: &String| text.parse().map_err(|_| ConfigError::Address(text.clone()));
+        let listen = parse(&self.listen)?;
+        let peers = self.peers.iter().map(parse).collect::<Result<_, _>>()?;
+        let mut options = NodeOptions::local(
+            format!("validator-{}", self.validator_id),
+            listen,
+            peers,
+            self.data_dir.join("wal"),
+        );
+        options.block_entries_max = self.block_entries_max.max(1);
+        if let Some(ms) = self.propose_timeout_ms {
+            options.timeouts.propose = Duration::from_millis(ms);
+        }
+        Ok(options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("validator.json");
+        std::fs::write(
+            &path,
+            r#"{"validator_id": 2, "key_file": "key.hex", "genesis_file": "/etc/genesis.json",
+                "data_dir": "data", "listen": "/ip4/127.0.0.1/tcp/27001",
+                "peers": ["/ip4/127.0.0.1/tcp/27002"]}"#,
+        )
+        .unwrap();
+        let config = ValidatorConfig::load(&path).unwrap();
+        assert_eq!(config.key_file, dir.path().join("key.hex"));
+        assert_eq!(config.genesis_file, PathBuf::from("/etc/genesis.json"));
+        assert_eq!(config.block_entries_max, BLOCK_ENTRIES_DEFAULT);
+        let options = config.node_options().unwrap();
+        assert_eq!(options.peers.len(), 1);
+        std::fs::write(&path, r#"{"validator_id": 2, "surprise": 1}"#).unwrap();
+        assert!(ValidatorConfig::load(&path).is_err());
+    }
+}

@@ -1,0 +1,769 @@
+//! A validator: Malachite's engine (network, WAL, Tendermint, block sync) wired to a settlement
+//! [`Replica`]. This module answers the engine's questions (`AppMsg`): it builds proposals
+//! from the mempool, streams and reassembles blocks, has the replica check every proposal
+//! before the validator votes for it, and commits each decided block with its certificate
+//! through the replica (applied, then stored durably) before acknowledging the decision.
+//!
+//! The replica is synchronous; its heavy calls (propose, validate, commit) run under
+//! `tokio::task::block_in_place`, so a node needs the multi-threaded tokio runtime.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use malachitebft_app::config::{
+    ConsensusConfig, DiscoveryConfig, NodeConfig, P2pConfig, PubSubProtocol, ValuePayload,
+    ValueSyncConfig,
+};
+use malachitebft_app::engine::host::{HeightParams, Next, SyncedValueOutcome};
+use malachitebft_app::net::Multiaddr;
+use malachitebft_app::types::codec::Codec;
+use malachitebft_app::types::core::{
+    CommitCertificate, LinearTimeouts, Round, Validity, VoteExtensionPolicy,
+};
+use malachitebft_app::types::sync::RawDecidedValue;
+use malachitebft_app::types::{Keypair, LocallyProposedValue, ProposedValue};
+use malachitebft_app_channel::{
+    AppMsg, Channels, ConsensusContext, EngineHandle, NetworkContext, NetworkIdentity, NetworkMsg,
+    RequestContext, Signer, SyncContext, WalContext,
+};
+use settlement::block::{Block, CommittedBlock};
+use settlement::crypto::Hash32;
+use settlement::membership::{GenesisConfig, ValidatorId};
+use settlement::replica::{Replica, ReplicaError};
+use settlement::store::BlockStore;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+use crate::certificate;
+use crate::codec::WireCodec;
+use crate::context::{Address, BlockHash, BlockRef, Height, LedgerContext, ValidatorSet};
+use crate::mempool::Mempool;
+use crate::signing::{LedgerVerifier, ValidatorSigner};
+use crate::stream::{self, Reassembler};
+
+/// Blocks served in one block-sync response.
+pub const SYNC_BLOCKS_PER_RESPONSE_MAX: u64 = 4;
+/// Undecided blocks a validator keeps (its own and others' proposals, synced blocks).
+pub const UNDECIDED_BLOCKS_MAX: usize = 256;
+/// How far ahead of the local clock a block's timestamp may be.
+pub const CLOCK_DRIFT_MAX: Duration = Duration::from_secs(10);
+/// Default transfers (and accounts) in one block.
+pub const BLOCK_ENTRIES_DEFAULT: usize = 4_096;
+
+/// How a validator runs (everything but its identity and its store).
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// A name for logs and metrics.
+    pub moniker: String,
+    /// Where to listen (a multiaddr, e.g. `/ip4/127.0.0.1/tcp/27000`).
+    pub listen: Multiaddr,
+    /// The other validators' addresses.
+    pub peers: Vec<Multiaddr>,
+    /// Directory of Malachite's write-ahead log (votes and proposals of the current height).
+    pub wal_dir: PathBuf,
+    /// Tendermint's round timeouts.
+    pub timeouts: LinearTimeouts,
+    /// Transfers (and accounts) in one block at most.
+    pub block_entries_max: usize,
+    /// How long a proposer waits for a first transfer before proposing an empty block.
+    pub empty_block_wait: Duration,
+    /// Threads the ledger uses to verify signatures.
+    pub verify_threads: usize,
+    /// Interval of block-sync status broadcasts (how fast a lagging validator notices).
+    pub sync_status_interval: Duration,
+}
+
+impl NodeOptions {
+    /// Options for a local cluster: short timeouts, sync status every second.
+    pub fn local(
+        moniker: String,
+        listen: Multiaddr,
+        peers: Vec<Multiaddr>,
+        wal_dir: PathBuf,
+    ) -> Self {
+        Self {
+            moniker,
+            listen,
+            peers,
+            wal_dir,
+            timeouts: LinearTimeouts {
+                propose: Duration::from_millis(1_000),
+                propose_delta: Duration::from_millis(250),
+                prevote: Duration::from_millis(300),
+                prevote_delta: Duration::from_millis(100),
+                precommit: Duration::from_millis(300),
+                precommit_delta: Duration::from_millis(100),
+                rebroadcast: Duration::from_millis(1_600),
+                max_timeout: Duration::from_secs(10),
+            },
+            block_entries_max: BLOCK_ENTRIES_DEFAULT,
+            empty_block_wait: Duration::from_millis(100),
+            verify_threads: 1,
+            sync_status_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What a validator reports about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeStatus {
+    /// Height of the last committed block.
+    pub height: u64,
+    /// Ledger state hash after it.
+    pub state_hash: Hash32,
+    /// Its block hash.
+    pub head_hash: Hash32,
+    /// Transfers the ledger holds.
+    pub transfers: usize,
+    /// Set if the validator stopped on a fatal error.
+    pub failed: Option<String>,
+}
+
+/// Why a validator cannot start or had to stop.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The replica (ledger, store, membership) failed.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    /// This validator is not in the genesis membership, or its key is not the certified one.
+    #[error("validator {0} is not a voting member with this key")]
+    NotAMember(ValidatorId),
+    /// Malachite's engine failed.
+    #[error("consensus engine: {0}")]
+    Engine(String),
+    /// The node needs tokio's multi-threaded runtime.
+    #[error("the validator needs tokio's multi-threaded runtime")]
+    Runtime,
+    /// A decided block could not be committed: the validator stops.
+    #[error("cannot commit height {height}: {reason}")]
+    Commit {
+        /// The height.
+        height: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A running validator.
+pub struct RunningNode {
+    /// Its mempool.
+    pub mempool: Arc<Mempool>,
+    /// Its status, updated after every commit.
+    pub status: watch::Receiver<NodeStatus>,
+    engine: EngineHandle,
+    app: JoinHandle<Result<(), NodeError>>,
+}
+
+impl std::fmt::Debug for RunningNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningNode")
+            .field("status", &*self.status.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningNode {
+    /// Stops the engine and the application loop.
+    pub async fn shutdown(self) {
+        let _ = self.engine.actor.kill_and_wait(None).await;
+        self.engine.handle.abort();
+        self.app.abort();
+    }
+
+    /// True once the application loop ended (on a fatal error or shutdown).
+    pub fn is_finished(&self) -> bool {
+        self.app.is_finished()
+    }
+}
+
+/// Malachite's node configuration.
+#[derive(Debug, Clone)]
+struct EngineConfig {
+    moniker: String,
+    consensus: ConsensusConfig,
+    value_sync: ValueSyncConfig,
+}
+
+impl NodeConfig for EngineConfig {
+    fn moniker(&self) -> &str {
+        &self.moniker
+    }
+
+    fn consensus(&self) -> &ConsensusConfig {
+        &self.consensus
+    }
+
+    fn consensus_mut(&mut self) -> &mut ConsensusConfig {
+        &mut self.consensus
+    }
+
+    fn value_sync(&self) -> &ValueSyncConfig {
+        &self.value_sync
+    }
+
+    fn value_sync_mut(&mut self) -> &mut ValueSyncConfig {
+        &mut self.value_sync
+    }
+}
+
+fn engine_config(options: &NodeOptions) -> EngineConfig {
+    EngineConfig {
+        moniker: options.moniker.clone(),
+        consensus: ConsensusConfig {
+            enabled: true,
+            p2p: P2pConfig {
+                listen_addr: options.listen.clone(),
+                persistent_peers: options.peers.clone(),
+                persistent_peers_only: true,
+                // A consortium knows its members: no discovery. Every validator of a local
+                // cluster shares one IP, so the per-IP limits must allow all of them.
+                discovery: DiscoveryConfig {
+                    enabled: false,
+                    max_connections_per_ip: 64,
+                    ip_throttle_duration: Duration::from_millis(100),
+                    ..DiscoveryConfig::default()
+                },
+                // Direct broadcast to every peer: with a handful of validators there is no
+                // mesh to build, and it keeps the latency of a round to one hop.
+                protocol: PubSubProtocol::Broadcast,
+                ..P2pConfig::default()
+            },
+            value_payload: ValuePayload::ProposalAndParts,
+            ..ConsensusConfig::default()
+        },
+        value_sync: ValueSyncConfig {
+            enabled: true,
+            status_update_interval: options.sync_status_interval,
+            request_timeout: Duration::from_secs(5),
+            batch_size: SYNC_BLOCKS_PER_RESPONSE_MAX as usize,
+            ..ValueSyncConfig::default()
+        },
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Starts a validator: opens the replica (replaying its store), starts Malachite's engine and
+/// the application loop. `validator_id` must be a voting member whose certified key is
+/// `signer`'s.
+pub async fn start<S>(
+    genesis: &GenesisConfig,
+    validator_id: ValidatorId,
+    signer: ValidatorSigner,
+    store: S,
+    options: NodeOptions,
+    mempool: Arc<Mempool>,
+) -> Result<RunningNode, NodeError>
+where
+    S: BlockStore + Send + 'static,
+{
+    if tokio::runtime::Handle::current().runtime_flavor()
+        != tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        return Err(NodeError::Runtime);
+    }
+    let replica = tokio::task::block_in_place(|| {
+        Replica::open(genesis, store, options.verify_threads.max(1))
+    })?;
+    let member_key = replica
+        .membership()
+        .member(validator_id)
+        .map(|member| member.public_key);
+    if member_key != Some(signer.public_key()) {
+        return Err(NodeError::NotAMember(validator_id));
+    }
+    let validator_set = ValidatorSet::from_membership(
+        replica.membership(),
+        genesis.validators.iter().map(|cert| cert.validator_id),
+    )
+    .ok_or(NodeError::NotAMember(validator_id))?;
+    let address = Address(validator_id);
+
+    let mut network_seed = signer.network_key_seed();
+    let keypair = Keypair::ed25519_from_bytes(&mut network_seed[..])
+        .map_err(|e| NodeError::Engine(format!("network key: {e}")))?;
+    let peer_id = keypair.public().to_peer_id();
+    let proof = signer
+        .sign_validator_proof(signer.public_key().to_vec(), peer_id.to_bytes())
+        .await
+        .map_err(|e| NodeError::Engine(format!("validator proof: {e}")))?;
+    let proof_bytes = Codec::encode(&WireCodec, &proof)
+        .map_err(|e| NodeError::Engine(format!("validator proof: {e}")))?;
+    let identity = NetworkIdentity::new_validator(
+        options.moniker.clone(),
+        keypair,
+        address.to_string(),
+        proof_bytes,
+    );
+    std::fs::create_dir_all(&options.wal_dir)
+        .map_err(|e| NodeError::Engine(format!("WAL directory: {e}")))?;
+    let (channels, engine) = malachitebft_app_channel::start_engine(
+        LedgerContext,
+        engine_config(&options),
+        WalContext::new(options.wal_dir.join("consensus.wal"), WireCodec),
+        NetworkContext::new(identity, WireCodec),
+        ConsensusContext::new_validator(address, Box::new(LedgerVerifier), Box::new(signer)),
+        SyncContext::new(WireCodec),
+        RequestContext::new(64),
+    )
+    .await
+    .map_err(|e| NodeError::Engine(e.to_string()))?;
+
+    let (status_tx, status) = watch::channel(NodeStatus {
+        height: replica.height(),
+        state_hash: replica.ledger().state_hash(),
+        head_hash: replica.head_hash(),
+        transfers: replica.ledger().transfer_count(),
+        failed: None,
+    });
+    let app = App {
+        address,
+        replica,
+        validator_set,
+        options,
+        mempool: Arc::clone(&mempool),
+        undecided: BTreeMap::new(),
+        received: BTreeMap::new(),
+        validity: BTreeMap::new(),
+        reassembler: Reassembler::new(),
+        status: status_tx,
+    };
+    let app = tokio::spawn(app.run(channels));
+    Ok(RunningNode {
+        mempool,
+        status,
+        engine,
+        app,
+    })
+}
+
+/// Publishes `block` as a proposal stream of `proposer` at `round`.
+async fn stream_block(
+    channels: &Channels<LedgerContext>,
+    proposer: Address,
+    block: &Block,
+    round: Round,
+    valid_round: Round,
+) {
+    let height = Height(block.header.height);
+    let id = stream::stream_id(height, round, proposer);
+    let parts = stream::block_parts(block, round, valid_round, proposer);
+    for message in stream::stream_messages(&id, parts) {
+        if channels
+            .network
+            .send(NetworkMsg::PublishProposalPart(message))
+            .await
+            .is_err()
+        {
+            warn!("network channel closed while streaming a proposal");
+            return;
+        }
+    }
+}
+
+/// A proposal seen for a (height, round): block hash, proposer, valid round.
+type Offer = (BlockHash, Address, Round);
+
+/// The application side of one validator.
+struct App<S: BlockStore> {
+    address: Address,
+    replica: Replica<S>,
+    validator_set: ValidatorSet,
+    options: NodeOptions,
+    mempool: Arc<Mempool>,
+    /// Blocks this validator built or received, by hash, not yet decided.
+    undecided: BTreeMap<BlockHash, Block>,
+    /// Received proposals by (height, round): (hash, proposer, valid round).
+    received: BTreeMap<(Height, Round), Vec<Offer>>,
+    /// The replica's verdict on blocks checked at the next height.
+    validity: BTreeMap<BlockHash, Validity>,
+    reassembler: Reassembler,
+    status: watch::Sender<NodeStatus>,
+}
+
+impl<S: BlockStore> App<S> {
+    async fn run(mut self, mut channels: Channels<LedgerContext>) -> Result<(), NodeError> {
+        while let Some(msg) = channels.consensus.recv().await {
+            if let Err(error) = self.handle(msg, &channels).await {
+                error!(%error, moniker = %self.options.moniker, "validator stops");
+                self.status
+                    .send_modify(|s| s.failed = Some(error.to_string()));
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    fn next_height(&self) -> Height {
+        Height(self.replica.height() + 1)
+    }
+
+    fn params(&self) -> HeightParams<LedgerContext> {
+        HeightParams::new(self.validator_set.clone(), self.options.timeouts, None)
+            .with_vote_extension_policy(VoteExtensionPolicy::Disabled)
+    }
+
+    /// The replica's verdict on `block` as the next block (cached per hash).
+    fn check(&mut self, hash: BlockHash, block: &Block) -> Validity {
+        if let Some(validity) = self.validity.get(&hash) {
+            return *validity;
+        }
+        let future =
+            block.header.timestamp_us > now_us().saturating_add(CLOCK_DRIFT_MAX.as_micros() as u64);
+        let validity = if future {
+            warn!(
+                height = block.header.height,
+                "proposal timestamped in the future"
+            );
+            Validity::Invalid
+        } else {
+            match tokio::task::block_in_place(|| self.replica.validate_proposal(block)) {
+                Ok(_) => Validity::Valid,
+                Err(error) => {
+                    warn!(%error, height = block.header.height, "invalid proposal");
+                    Validity::Invalid
+                }
+            }
+        };
+        self.validity.insert(hash, validity);
+        validity
+    }
+
+    fn keep_undecided(&mut self, hash: BlockHash, block: Block) {
+        if self.undecided.len() >= UNDECIDED_BLOCKS_MAX && !self.undecided.contains_key(&hash) {
+            // Drop the block furthest ahead: the ones near the tip are the ones needed.
+            let furthest = self
+                .undecided
+                .iter()
+                .max_by_key(|(_, b)| b.header.height)
+                .map(|(h, _)| *h);
+            if let Some(furthest) = furthest {
+                self.undecided.remove(&furthest);
+            }
+        }
+        self.undecided.insert(hash, block);
+    }
+
+    /// Forgets everything at or below the committed height.
+    fn prune(&mut self) {
+        let height = self.replica.height();
+        self.undecided.retain(|_, b| b.header.height > height);
+        self.received.retain(|(h, _), _| h.0 > height);
+        self.validity.clear();
+    }
+
+    fn publish_status(&self) {
+        let status = NodeStatus {
+            height: self.replica.height(),
+            state_hash: self.replica.ledger().state_hash(),
+            head_hash: self.replica.head_hash(),
+            transfers: self.replica.ledger().transfer_count(),
+            failed: None,
+        };
+        self.status.send_replace(status);
+    }
+
+    async fn build_block(&mut self, height: Height) -> Option<Block> {
+        self.mempool
+            .wait_for_batch(self.options.empty_block_wait)
+            .await;
+        let batches = self.mempool.select(self.options.block_entries_max);
+        let timestamp = now_us().max(self.replica.ledger().timestamp_us() + 1);
+        let proposer = self.address.0;
+        let built = tokio::task::block_in_place(|| {
+            self.replica
+                .propose(proposer, timestamp, batches)
+                .or_else(|error| {
+                    // A machine failure while executing the batches: offer an empty block
+                    // rather than stall the height.
+                    warn!(%error, height = height.0, "cannot build a block; proposing an empty one");
+                    self.replica.propose(proposer, timestamp, Vec::new())
+                })
+        });
+        match built {
+            Ok(block) => Some(block),
+            Err(error) => {
+                error!(%error, height = height.0, "cannot build even an empty block");
+                None
+            }
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        msg: AppMsg<LedgerContext>,
+        channels: &Channels<LedgerContext>,
+    ) -> Result<(), NodeError> {
+        match msg {
+            AppMsg::ConsensusReady { reply } => {
+                info!(moniker = %self.options.moniker, height = self.replica.height(), "consensus ready");
+                let _ = reply.send((self.next_height(), self.params()));
+            }
+            AppMsg::StartedRound {
+                height,
+                round,
+                reply_value,
+                ..
+            } => {
+                // Offer the proposals that arrived for this round before we reached it.
+                let mut values = Vec::new();
+                let seen = self
+                    .received
+                    .get(&(height, round))
+                    .cloned()
+                    .unwrap_or_default();
+                if height == self.next_height() {
+                    for (hash, proposer, valid_round) in seen {
+                        let Some(block) = self.undecided.get(&hash).cloned() else {
+                            continue;
+                        };
+                        let validity = self.check(hash, &block);
+                        values.push(ProposedValue {
+                            height,
+                            round,
+                            valid_round,
+                            proposer,
+                            value: BlockRef { hash },
+                            validity,
+                        });
+                    }
+                }
+                let _ = reply_value.send(values);
+            }
+            AppMsg::GetValue {
+                height,
+                round,
+                reply,
+                ..
+            } => {
+                if height != self.next_height() {
+                    warn!(
+                        height = height.0,
+                        "asked for a value at a height we are not at"
+                    );
+                    return Ok(());
+                }
+                let Some(block) = self.build_block(height).await else {
+                    return Ok(());
+                };
+                let hash = BlockHash(block.hash());
+                self.validity.insert(hash, Validity::Valid);
+                let _ = reply.send(LocallyProposedValue::new(height, round, BlockRef { hash }));
+                stream_block(channels, self.address, &block, round, Round::Nil).await;
+                debug!(height = height.0, round = %round, batches = block.batches.len(), "proposed");
+                self.keep_undecided(hash, block);
+            }
+            AppMsg::ExtendVote { reply, .. } => {
+                let _ = reply.send(None);
+            }
+            AppMsg::VerifyVoteExtensions {
+                extensions, reply, ..
+            } => {
+                // Extensions are disabled: none should arrive, and none is accepted.
+                let verdicts = extensions
+                    .into_iter()
+                    .map(|(address, _)| {
+                        (
+                            address,
+                            Err(malachitebft_app::consensus::VoteExtensionError::InvalidVoteExtension),
+                        )
+                    })
+                    .collect();
+                let _ = reply.send(verdicts);
+            }
+            AppMsg::RestreamProposal {
+                height,
+                round,
+                valid_round,
+                address,
+                value_id,
+            } => {
+                // A re-proposal of a locked block: `address` is this round's proposer (us); the
+                // block keeps the proposer it was built by.
+                if let Some(block) = self.undecided.get(&value_id).cloned() {
+                    stream_block(channels, address, &block, round, valid_round).await;
+                } else {
+                    warn!(
+                        height = height.0,
+                        "asked to restream a block we do not have"
+                    );
+                }
+            }
+            AppMsg::GetHistoryMinHeight { reply } => {
+                let _ = reply.send(Height(1));
+            }
+            AppMsg::ReceivedProposalPart {
+                from,
+                published_by,
+                part,
+                reply,
+            } => {
+                let publisher = published_by.unwrap_or(from);
+                let value = match self.reassembler.push(publisher, part) {
+                    None => None,
+                    Some(Err(error)) => {
+                        warn!(%error, %publisher, "dropped a proposal stream");
+                        None
+                    }
+                    Some(Ok(received)) => self.on_received_block(received),
+                };
+                let _ = reply.send(value);
+            }
+            AppMsg::Decided {
+                certificate, reply, ..
+            } => {
+                self.commit(&certificate)?;
+                let _ = reply.send(());
+            }
+            AppMsg::Finalized {
+                certificate,
+                evidence,
+                reply,
+                ..
+            } => {
+                if !evidence.proposals.is_empty() || !evidence.votes.is_empty() {
+                    warn!(
+                        height = certificate.height.0,
+                        ?evidence,
+                        "equivocation observed"
+                    );
+                }
+                self.prune();
+                let _ = reply.send(Next::Start(self.next_height(), self.params()));
+            }
+            AppMsg::GetDecidedValues { range, reply } => {
+                let values = self.decided_values(range.start().0, range.end().0);
+                let _ = reply.send(values);
+            }
+            AppMsg::ProcessSyncedValue {
+                height,
+                round,
+                proposer,
+                value_bytes,
+                reply,
+            } => {
+                let outcome = match stream::decode_block(&value_bytes) {
+                    Err(error) => {
+                        warn!(%error, height = height.0, "undecodable synced block");
+                        SyncedValueOutcome::PeerFault
+                    }
+                    Ok(block) if block.header.height != height.0 => SyncedValueOutcome::PeerFault,
+                    Ok(block) => {
+                        let hash = BlockHash(block.hash());
+                        let validity = if height == self.next_height() {
+                            self.check(hash, &block)
+                        } else {
+                            Validity::Invalid
+                        };
+                        self.keep_undecided(hash, block);
+                        SyncedValueOutcome::Verdict(ProposedValue {
+                            height,
+                            round,
+                            valid_round: Round::Nil,
+                            proposer,
+                            value: BlockRef { hash },
+                            validity,
+                        })
+                    }
+                };
+                let _ = reply.send(outcome);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_received_block(
+        &mut self,
+        received: stream::ReceivedBlock,
+    ) -> Option<ProposedValue<LedgerContext>> {
+        let init = received.init;
+        if init.height < self.next_height() {
+            return None;
+        }
+        let hash = BlockHash(received.block.hash());
+        let block = received.block;
+        // A fresh proposal carries a block its proposer built; a re-proposal (valid round set)
+        // carries a block locked in an earlier round, possibly built by another validator.
+        let proposer_matches =
+            init.valid_round.is_defined() || block.header.proposer == init.proposer.0;
+        let entry = self.received.entry((init.height, init.round)).or_default();
+        if !entry.iter().any(|(h, _, _)| *h == hash) && entry.len() < UNDECIDED_BLOCKS_MAX {
+            entry.push((hash, init.proposer, init.valid_round));
+        }
+        let validity = if !proposer_matches {
+            Some(Validity::Invalid)
+        } else if init.height == self.next_height() {
+            Some(self.check(hash, &block))
+        } else {
+            None
+        };
+        self.keep_undecided(hash, block);
+        validity.map(|validity| ProposedValue {
+            height: init.height,
+            round: init.round,
+            valid_round: init.valid_round,
+            proposer: init.proposer,
+            value: BlockRef { hash },
+            validity,
+        })
+    }
+
+    fn commit(&mut self, certificate: &CommitCertificate<LedgerContext>) -> Result<(), NodeError> {
+        let height = certificate.height.0;
+        if height <= self.replica.height() {
+            // Decided again after a restart (the WAL replays): it is stored already.
+            return Ok(());
+        }
+        let fail = |reason: String| NodeError::Commit { height, reason };
+        let block = self
+            .undecided
+            .get(&certificate.value_id)
+            .cloned()
+            .ok_or_else(|| fail("the decided block is not known here".into()))?;
+        let ledger_certificate =
+            certificate::to_ledger(certificate).map_err(|e| fail(e.to_string()))?;
+        let batches = block.batches.clone();
+        let committed = CommittedBlock {
+            block,
+            certificate: ledger_certificate,
+        };
+        tokio::task::block_in_place(|| self.replica.commit(committed))
+            .map_err(|e| fail(e.to_string()))?;
+        // Verdicts were reached against the previous state.
+        self.validity.clear();
+        self.mempool.remove_committed(&batches, Instant::now());
+        self.undecided.remove(&certificate.value_id);
+        debug!(moniker = %self.options.moniker, height, "committed");
+        self.publish_status();
+        Ok(())
+    }
+
+    fn decided_values(&self, start: u64, end: u64) -> Vec<RawDecidedValue<LedgerContext>> {
+        let end = end
+            .min(self.replica.height())
+            .min(start.saturating_add(SYNC_BLOCKS_PER_RESPONSE_MAX - 1));
+        let mut values = Vec::new();
+        for height in start.max(1)..=end {
+            match self.replica.store().read(height) {
+                Ok(committed) => values.push(RawDecidedValue::new(
+                    stream::encode_block(&committed.block).into(),
+                    certificate::from_ledger(&committed.certificate),
+                )),
+                Err(error) => {
+                    warn!(%error, height, "cannot serve a stored block");
+                    break;
+                }
+            }
+        }
+        values
+    }
+}
