@@ -12,8 +12,19 @@ fn rempart(args: &[&str]) -> Output {
 }
 
 fn sample(dir: &Path, blocks: &str) {
-    let out = rempart(&["ledger", "sample", "--data", dir.to_str().unwrap(), "--blocks", blocks]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = rempart(&[
+        "ledger",
+        "sample",
+        "--data",
+        dir.to_str().unwrap(),
+        "--blocks",
+        blocks,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn verify(dir: &Path) -> Output {
@@ -36,7 +47,11 @@ fn verify_accepts_a_good_chain_and_replays_balances() {
     let dir = tempfile::tempdir().unwrap();
     sample(dir.path(), "6");
     let out = verify(dir.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], true);
     assert_eq!(report["height"], 6);

@@ -61,7 +61,10 @@ fn read_genesis(data: &Path) -> anyhow::Result<GenesisConfig> {
         .with_context(|| format!("reading {}", path.display()))?
         .len();
     if size > GENESIS_BYTES_MAX {
-        bail!("{} is {size} bytes, above the {GENESIS_BYTES_MAX}-byte limit", path.display());
+        bail!(
+            "{} is {size} bytes, above the {GENESIS_BYTES_MAX}-byte limit",
+            path.display()
+        );
     }
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
