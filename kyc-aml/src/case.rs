@@ -214,14 +214,15 @@ impl Case {
         Ok(())
     }
 
-    /// Assigns (or re-assigns) the case.
+    /// Assigns (or re-assigns) the case. The assignment is kept as a note by the analyst, so
+    /// the notes are the case's full, timed audit trail.
     pub fn assign(&mut self, analyst: &str, now: TimestampUs) -> Result<(), Refusal> {
         self.open_or_refuse()?;
         if !field_ok(analyst) {
             return Err(Refusal::new(Reject::AssigneeInvalid, "assignee"));
         }
+        self.push_note(analyst, &format!("assigned to {analyst}"), now)?;
         self.assignee = Some(analyst.to_string());
-        let _ = now;
         Ok(())
     }
 
@@ -240,8 +241,9 @@ impl Case {
                 format!("case {}", self.id),
             ));
         }
+        let analyst = self.assignee.clone().unwrap_or_default();
+        self.push_note(&analyst, "investigation started", now)?;
         self.state = CaseState::Investigating;
-        let _ = now;
         Ok(())
     }
 
@@ -393,7 +395,9 @@ mod tests {
             .unwrap();
         assert_eq!(c.state, CaseState::ClosedFalsePositive);
         assert_eq!(c.hold, HoldState::Released);
-        assert_eq!(c.notes.len(), 2);
+        // Assignment, start, the analyst's note and the closing rationale.
+        assert_eq!(c.notes.len(), 4);
+        assert_eq!(c.notes[0].text, "assigned to ana");
         assert_eq!(
             c.add_note("ana", "late", 17).unwrap_err().reject,
             Reject::CaseClosed

@@ -183,7 +183,7 @@ async fn suite<S: KycStore>(s: &S) {
     assert_eq!(atts[0].claims_sha256, [1; 32]);
     assert_eq!(s.tier_history(1).await.unwrap().len(), 2);
     assert!(s.get_decision(&d.signed.hash).await.unwrap().is_some());
-    assert_eq!(s.get_case(10).await.unwrap().unwrap().notes.len(), 2);
+    assert_eq!(s.get_case(10).await.unwrap().unwrap().notes.len(), 4);
     match s.erase_customer(1, T0 + 13).await.unwrap() {
         ErasureOutcome::Refused(r) => assert_eq!(r.reject, Reject::AlreadyErased),
         other => panic!("{other:?}"),
