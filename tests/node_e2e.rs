@@ -636,7 +636,9 @@ async fn sigkill_then_restart_loses_nothing_acknowledged() {
     assert_eq!(balance(&b, "CITY").total, "9999998");
 }
 
-#[tokio::test]
+// Multi-threaded: the client's connection task must keep running (and close the connection)
+// while this test blocks in `wait()` for the node to exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_zero_and_health_and_reflection_answer() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = start(dir.path(), &[]);
@@ -661,6 +663,9 @@ async fn sigterm_drains_and_exits_zero_and_health_and_reflection_answer() {
             assert!(services.contains(&name.to_string()), "{v1}: {services:?}");
         }
     }
+    // Close our connection: the node drains until every client connection is gone.
+    drop(health);
+    drop(ch);
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(node.child.id().to_string())
