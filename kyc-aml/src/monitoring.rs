@@ -624,4 +624,209 @@ mod tests {
             Reject::RuleConfigTooLarge
         );
     }
+
+    fn transfer(
+        amount: u64,
+        dir: Direction,
+        cp: &str,
+        kind: CounterpartyKind,
+        country: Option<&str>,
+    ) -> Transfer {
+        Transfer {
+            id: 1,
+            customer: 1,
+            activity: Activity::ExternalTransfer,
+            direction: dir,
+            asset: "EUR".into(),
+            amount_minor: amount,
+            amount_eur_minor: amount,
+            counterparty: crate::transfer::Counterparty {
+                key: cp.into(),
+                kind,
+                name: None,
+                country: country.map(str::to_string),
+            },
+            travel_rule: None,
+        }
+    }
+
+    fn one_rule(params: &str) -> RuleSet {
+        RuleSet::from_json(
+            format!(r#"{{"version":"t","review_score":10,"reject_score":20,"rules":[{{"id":"r","score":10,"params":{params}}}]}}"#)
+                .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn fires(m: &Monitor, rules: &RuleSet, t: &Transfer, now: i64) -> bool {
+        !m.evaluate(rules, t, now).hits.is_empty()
+    }
+
+    const S: i64 = 1_000_000;
+
+    #[test]
+    fn each_rule_fires_exactly_when_it_should() {
+        let bank = CounterpartyKind::Bank;
+        let out = Direction::Outgoing;
+        let m = Monitor::new();
+
+        let r = one_rule(r#"{"kind":"large_transfer","threshold_eur_minor":1000}"#);
+        assert!(fires(
+            &m,
+            &r,
+            &transfer(1000, out, "a", bank.clone(), None),
+            0
+        ));
+        assert!(!fires(
+            &m,
+            &r,
+            &transfer(999, out, "a", bank.clone(), None),
+            0
+        ));
+
+        let r = one_rule(r#"{"kind":"round_amount","unit_eur_minor":100,"min_eur_minor":500}"#);
+        assert!(fires(
+            &m,
+            &r,
+            &transfer(700, out, "a", bank.clone(), None),
+            0
+        ));
+        assert!(!fires(
+            &m,
+            &r,
+            &transfer(701, out, "a", bank.clone(), None),
+            0
+        ));
+        assert!(!fires(
+            &m,
+            &r,
+            &transfer(400, out, "a", bank.clone(), None),
+            0
+        ));
+
+        let r = one_rule(r#"{"kind":"high_risk_jurisdiction","countries":["KP"]}"#);
+        assert!(fires(
+            &m,
+            &r,
+            &transfer(1, out, "a", bank.clone(), Some("KP")),
+            0
+        ));
+        assert!(!fires(
+            &m,
+            &r,
+            &transfer(1, out, "a", bank.clone(), Some("FR")),
+            0
+        ));
+
+        let r = one_rule(r#"{"kind":"self_hosted_unverified","threshold_eur_minor":100000}"#);
+        let unproven = CounterpartyKind::SelfHosted {
+            proof_of_control: false,
+        };
+        assert!(fires(
+            &m,
+            &r,
+            &transfer(100_001, out, "a", unproven.clone(), None),
+            0
+        ));
+        assert!(!fires(
+            &m,
+            &r,
+            &transfer(100_000, out, "a", unproven, None),
+            0
+        ));
+        let proven = CounterpartyKind::SelfHosted {
+            proof_of_control: true,
+        };
+        assert!(!fires(
+            &m,
+            &r,
+            &transfer(500_000, out, "a", proven, None),
+            0
+        ));
+
+        // Velocity per counterparty over 60 s: the third transfer to "a" fires, to "b" not.
+        let r = one_rule(
+            r#"{"kind":"velocity","scope":"counterparty","window_s":60,"count_max":2,"amount_max_eur_minor":1000000}"#,
+        );
+        let mut m = Monitor::new();
+        m.record(&transfer(10, out, "a", bank.clone(), None), 0);
+        m.record(&transfer(10, out, "a", bank.clone(), None), S);
+        assert!(fires(
+            &m,
+            &r,
+            &transfer(10, out, "a", bank.clone(), None),
+            2 * S
+        ));
+        assert!(!fires(
+            &m,
+            &r,
+            &transfer(10, out, "b", bank.clone(), None),
+            2 * S
+        ));
+        // 60 s after the first, it has left the window.
+        assert!(!fires(
+            &m,
+            &r,
+            &transfer(10, out, "a", bank.clone(), None),
+            60 * S
+        ));
+
+        // Rapid in and out: 90 % of what came in leaves within the window.
+        let r = one_rule(
+            r#"{"kind":"rapid_in_out","window_s":3600,"min_in_eur_minor":1000,"ratio_bp":9000}"#,
+        );
+        let mut m = Monitor::new();
+        m.record(
+            &transfer(10_000, Direction::Incoming, "x", bank.clone(), None),
+            0,
+        );
+        assert!(fires(
+            &m,
+            &r,
+            &transfer(9_000, out, "y", bank.clone(), None),
+            S
+        ));
+        assert!(!fires(
+            &m,
+            &r,
+            &transfer(8_999, out, "y", bank.clone(), None),
+            S
+        ));
+        assert!(!fires(
+            &m,
+            &r,
+            &transfer(9_000, out, "y", bank.clone(), None),
+            3_600 * S
+        ));
+        assert!(!fires(
+            &m,
+            &r,
+            &transfer(9_000, Direction::Incoming, "y", bank.clone(), None),
+            S
+        ));
+
+        // New counterparty: fires until the counterparty has been seen.
+        let r = one_rule(r#"{"kind":"new_counterparty","threshold_eur_minor":100}"#);
+        let mut m = Monitor::new();
+        assert!(fires(
+            &m,
+            &r,
+            &transfer(101, out, "n", bank.clone(), None),
+            0
+        ));
+        m.record(&transfer(5, out, "n", bank.clone(), None), 0);
+        assert!(!fires(
+            &m,
+            &r,
+            &transfer(101, out, "n", bank.clone(), None),
+            S
+        ));
+        // Seen 31 days ago still counts as known: the counterparty memory outlives the windows.
+        assert!(!fires(
+            &m,
+            &r,
+            &transfer(101, out, "n", bank, None),
+            31 * 86_400 * S
+        ));
+    }
 }
