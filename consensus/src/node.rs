@@ -2,7 +2,9 @@
 //! [`Replica`]. This module answers the engine's questions (`AppMsg`): it builds proposals
 //! from the mempool, streams and reassembles blocks, has the replica check every proposal
 //! before the validator votes for it, and commits each decided block with its certificate
-//! through the replica (applied, then stored durably) before acknowledging the decision.
+//! through the replica (applied, then stored durably) before acknowledging the decision. A
+//! decision whose block never reached this validator is not committed: the height is restarted
+//! (`Next::Restart`) and Malachite's block sync brings the block with its certificate.
 //!
 //! The replica is synchronous; its heavy calls (propose, validate, commit) run under
 //! `tokio::task::block_in_place`, so a node needs the multi-threaded tokio runtime.
@@ -218,7 +220,10 @@ fn engine_config(options: &NodeOptions) -> EngineConfig {
             p2p: P2pConfig {
                 listen_addr: options.listen.clone(),
                 persistent_peers: options.peers.clone(),
-                persistent_peers_only: true,
+                // Peers are listed by address only (no peer ids), so an inbound connection from
+                // a listed peer (from an ephemeral port) would not be recognised as persistent
+                // and be refused; membership is enforced by signatures, not by connections.
+                persistent_peers_only: false,
                 // A consortium knows its members: no discovery. Every validator of a local
                 // cluster shares one IP, so the per-IP limits must allow all of them.
                 discovery: DiscoveryConfig {
@@ -621,8 +626,21 @@ impl<S: BlockStore> App<S> {
             AppMsg::Decided {
                 certificate, reply, ..
             } => {
-                self.commit(&certificate)?;
-                let _ = reply.send(());
+                if certificate.height.0 <= self.replica.height()
+                    || self.undecided.contains_key(&certificate.value_id)
+                {
+                    self.commit(&certificate)?;
+                    let _ = reply.send(());
+                } else {
+                    // A quorum precommitted a block whose parts never reached us (we were not
+                    // connected while it streamed). Nothing is committed; `Finalized` then
+                    // restarts the height, and block sync brings the block and its certificate.
+                    warn!(
+                        height = certificate.height.0,
+                        "decided a block not received; restarting the height"
+                    );
+                    let _ = reply.send(());
+                }
             }
             AppMsg::Finalized {
                 certificate,
@@ -638,7 +656,12 @@ impl<S: BlockStore> App<S> {
                     );
                 }
                 self.prune();
-                let _ = reply.send(Next::Start(self.next_height(), self.params()));
+                let next = if self.replica.height() >= certificate.height.0 {
+                    Next::Start(self.next_height(), self.params())
+                } else {
+                    Next::Restart(self.next_height(), self.params())
+                };
+                let _ = reply.send(next);
             }
             AppMsg::GetDecidedValues { range, reply } => {
                 let values = self.decided_values(range.start().0, range.end().0);
