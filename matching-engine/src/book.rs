@@ -47,11 +47,11 @@ pub(crate) struct Order {
     /// Queue links within the price level.
     pub prev: u32,
     pub next: u32,
-    /// The owner's order list links (placement order), for mass cancel.
-    pub acct_prev: u32,
-    pub acct_next: u32,
     /// Whether the order sits in a level queue (as opposed to a stop or an incoming order).
     pub resting: bool,
+    /// Whether the order is in its owner's list (`Account::order_ids`): it rested or is a
+    /// stop. An incoming order that never rested is not.
+    pub listed: bool,
 }
 
 /// One price level: a FIFO queue and its visible aggregate.
@@ -81,6 +81,9 @@ pub(crate) struct SideBook {
     pub level_count: usize,
     /// Best price (0 = side empty).
     pub best: PriceTicks,
+    /// Index of the level at `best` (NIL when the side is empty), so that the BBO and the
+    /// matching loop need no ladder lookup.
+    pub best_level: u32,
 }
 
 impl SideBook {
@@ -95,11 +98,22 @@ impl SideBook {
             free_levels: Vec::new(),
             level_count: 0,
             best: 0,
+            best_level: NIL,
         }
     }
 
     fn in_ladder(&self, price: PriceTicks) -> bool {
         price >= self.base && price - self.base < LADDER_TICKS
+    }
+
+    /// Visible quantity at the best price (0 when the side is empty).
+    #[inline(always)]
+    pub fn best_visible(&self) -> QtyLots {
+        if self.best_level == NIL {
+            0
+        } else {
+            self.levels[self.best_level as usize].visible
+        }
     }
 
     /// Whether `a` is a better price than `b` on this side.
@@ -144,6 +158,9 @@ impl SideBook {
             }
             None => {
                 self.levels.push(level);
+                // The free list can then take every level without growing: removing a
+                // level (in a sweep) never allocates.
+                self.free_levels.reserve(self.levels.len());
                 (self.levels.len() - 1) as u32
             }
         };
@@ -157,6 +174,7 @@ impl SideBook {
         self.level_count += 1;
         if self.best == 0 || self.better(price, self.best) {
             self.best = price;
+            self.best_level = idx;
         }
         idx
     }
@@ -180,6 +198,7 @@ impl SideBook {
         self.level_count -= 1;
         if self.best == price {
             self.best = self.next_price(Some(price)).unwrap_or(0);
+            self.best_level = self.level_at(self.best).unwrap_or(NIL);
         }
     }
 

@@ -209,6 +209,9 @@ impl Engine {
                 }
             }
         }
+        for a in &mut e.accounts {
+            a.order_ids.sort_unstable();
+        }
         e.check_invariants()?;
         Ok(e)
     }
@@ -255,12 +258,9 @@ impl Engine {
             hold,
             prev: NIL,
             next: NIL,
-            acct_prev: NIL,
-            acct_next: NIL,
             resting: false,
+            listed: true,
         };
-        // Owner lists must be in id order; records come by market and price, so insert in
-        // place (import is not on the hot path).
         let oi = match self.free_orders.pop() {
             Some(i) => {
                 self.orders[i as usize] = order;
@@ -272,28 +272,9 @@ impl Engine {
             }
         };
         self.order_index.insert(r.order_id, oi);
-        let a = &self.accounts[ai as usize];
-        let mut after = a.order_tail;
-        while after != NIL && self.orders[after as usize].id > r.order_id {
-            after = self.orders[after as usize].acct_prev;
-        }
-        let before = if after == NIL {
-            a.order_head
-        } else {
-            self.orders[after as usize].acct_next
-        };
-        self.orders[oi as usize].acct_prev = after;
-        self.orders[oi as usize].acct_next = before;
-        if after == NIL {
-            self.accounts[ai as usize].order_head = oi;
-        } else {
-            self.orders[after as usize].acct_next = oi;
-        }
-        if before == NIL {
-            self.accounts[ai as usize].order_tail = oi;
-        } else {
-            self.orders[before as usize].acct_prev = oi;
-        }
+        // Owner lists must be in id order; records come by market and price, so the lists
+        // are sorted once every order is in (`import_state`).
+        self.accounts[ai as usize].order_ids.push(r.order_id);
         self.accounts[ai as usize].open_orders += 1;
         Ok(oi)
     }
@@ -383,6 +364,33 @@ impl Engine {
                 return Err(StateError::InvalidAccount {
                     account: a.id,
                     reason: "open order count wrong",
+                });
+            }
+            // The owner list holds exactly the account's open orders, in id order (entries
+            // are distinct, open, the account's own, and as many as it has open).
+            let (mut live, mut last) = (0u32, None);
+            for id in &a.order_ids {
+                if last.is_some_and(|l| l >= *id) {
+                    return Err(StateError::InvalidAccount {
+                        account: a.id,
+                        reason: "order list not in id order",
+                    });
+                }
+                last = Some(*id);
+                if let Some(&oi) = self.order_index.get(id) {
+                    if self.orders[oi as usize].acct as usize != ai {
+                        return Err(StateError::InvalidAccount {
+                            account: a.id,
+                            reason: "order list holds another account's order",
+                        });
+                    }
+                    live += 1;
+                }
+            }
+            if live != a.open_orders || a.order_ids.len() != live as usize {
+                return Err(StateError::InvalidAccount {
+                    account: a.id,
+                    reason: "order list wrong",
                 });
             }
             for asset in 0..ASSETS_MAX {

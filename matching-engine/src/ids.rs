@@ -23,14 +23,29 @@ struct Page {
     live: u32,
 }
 
+/// Page-table entries reserved up front: a span of 4 M ids (16 KiB of table), so that the
+/// table does not grow in the middle of trading while old orders stay open.
+const PAGE_TABLE_PRESIZE: usize = 1_024;
+
 /// Maps open order ids to slab slots.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct OrderIndex {
     /// Page number of `pages[0]`.
     first: usize,
     pages: VecDeque<Option<Page>>,
     free: Vec<Box<[u32; PAGE_IDS]>>,
     len: usize,
+}
+
+impl Default for OrderIndex {
+    fn default() -> Self {
+        OrderIndex {
+            first: 0,
+            pages: VecDeque::with_capacity(PAGE_TABLE_PRESIZE),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
 }
 
 impl OrderIndex {
@@ -108,14 +123,17 @@ impl OrderIndex {
         page.slots[s] = EMPTY;
         page.live -= 1;
         self.len -= 1;
-        if page.live == 0
-            && let Some(page) = self.pages[at].take()
+        if page.live != 0 {
+            return;
+        }
+        if let Some(page) = self.pages[at].take()
             && self.free.len() < FREE_PAGES_MAX
         {
             // Every slot is EMPTY again, so the page can be reused as is.
             self.free.push(page.slots);
         }
-        // Drop empty pages at both ends so the table spans only open orders.
+        // Drop empty pages at both ends so the table spans only open orders (only a page
+        // just freed can have made an end empty).
         while let Some(None) = self.pages.front() {
             self.pages.pop_front();
             self.first += 1;

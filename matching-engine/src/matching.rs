@@ -21,7 +21,7 @@ use crate::command::{
     AccountId, Aggressor, BandAction, CancelReason, Event, MarketPhase, OrderType, PriceTicks,
     QtyLots, Side, StpMode, TimeInForce,
 };
-use crate::engine::{Engine, crosses};
+use crate::engine::{Engine, bps_of, crosses};
 
 impl Engine {
     /// Whether an FOK order could trade its whole quantity now. Levels are counted in
@@ -104,9 +104,10 @@ impl Engine {
                 });
                 break;
             }
-            let Some(li) = book.level_at(best) else {
+            let li = book.best_level;
+            if li == NIL {
                 break;
-            };
+            }
             let mo = book.levels[li as usize].head;
             let maker_account = self.orders[mo as usize].account;
             if stp != StpMode::None && maker_account == account {
@@ -257,7 +258,7 @@ impl Engine {
         let m = &self.markets[mi as usize];
         let (base, quote) = (m.cfg.base_asset, m.cfg.quote_asset);
         let notional = price as u128 * q as u128 * m.tick_value as u128;
-        let fee = |bps: u16| (notional * bps as u128 / 10_000) as u64;
+        let fee = |bps: u16| bps_of(notional, u64::from(bps)) as u64;
         let (maker_bps, taker_bps) = (m.cfg.maker_fee_bps, m.cfg.taker_fee_bps);
         let buy_fee = fee(if aggressor == Aggressor::Buy {
             taker_bps
@@ -277,12 +278,8 @@ impl Engine {
                 let o = &self.orders[oi as usize];
                 (o.resting, o.side, o.price)
             };
-            if resting {
-                self.touch_level(mi, side, oprice);
-                let book = self.markets[mi as usize].book_mut(side);
-                if let Some(li) = book.level_at(oprice) {
-                    book.levels[li as usize].visible -= q;
-                }
+            if resting && let Some(li) = self.touch_level(mi, side, oprice) {
+                self.markets[mi as usize].book_mut(side).levels[li as usize].visible -= q;
             }
             let o = &mut self.orders[oi as usize];
             o.qty -= q;
@@ -348,6 +345,9 @@ impl Engine {
         loop {
             let m = &mut self.markets[mi as usize];
             if m.phase != MarketPhase::Continuous || m.last_price == 0 {
+                return;
+            }
+            if m.buy_stops.is_empty() && m.sell_stops.is_empty() {
                 return;
             }
             let last = m.last_price;
