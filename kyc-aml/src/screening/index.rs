@@ -67,6 +67,27 @@ fn name_keys(name: &NormName) -> Vec<Vec<String>> {
     groups
 }
 
+/// Names of an all-common-keys query seeded from merged postings.
+const SEEDS_MAX: usize = 4 * CANDIDATES_MAX;
+
+/// Ids present in both sorted lists, at most `max`.
+fn intersect(a: &[u32], b: &[u32], max: usize) -> Vec<u32> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while i < a.len() && j < b.len() && out.len() < max {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
 /// Key under which a document number is stored: letters and digits only, uppercase.
 pub fn document_key(value: &str) -> Option<String> {
     let key: String = value
@@ -174,24 +195,57 @@ impl Index {
         keyed.sort_by_key(|(len, _, group)| (*len, *group));
         // Per name: accumulated weight, and per query token the best weight already counted.
         let mut weights: HashMap<u32, (f64, u64)> = HashMap::new();
-        for (len, postings, group) in keyed {
-            if len > POSTING_SCAN_MAX && weights.len() >= CANDIDATES_MAX {
-                continue;
+        let credit = |weights: &mut HashMap<u32, (f64, u64)>, id: u32, weight: f64, bit: u64| {
+            let slot = weights.entry(id).or_insert((0.0, 0));
+            // Keys are visited rarest first, so the first key of a token is its best one.
+            if slot.1 & bit == 0 {
+                slot.0 += weight;
+                slot.1 |= bit;
             }
-            let weight = (total / len as f64).ln() + 1.0;
+        };
+        let weight_of = |len: usize| (total / len as f64).ln() + 1.0;
+        let (rare, common): (Vec<_>, Vec<_>) = keyed
+            .into_iter()
+            .partition(|(len, _, _)| *len <= POSTING_SCAN_MAX);
+        for (len, postings, group) in &rare {
             let bit = 1u64 << (group % 64);
-            for id in postings {
-                let slot = weights.entry(*id).or_insert((0.0, 0));
-                // Keys are visited rarest first, so the first key of a token is its best one.
-                if slot.1 & bit == 0 {
-                    slot.0 += weight;
-                    slot.1 |= bit;
+            for id in postings.iter() {
+                credit(&mut weights, *id, weight_of(*len), bit);
+            }
+        }
+        if !common.is_empty() {
+            if weights.len() < CANDIDATES_MAX {
+                // Every key is common ("Mohammad Ahmad"): seed with names that carry the two
+                // rarest keys of two different tokens (a merge of sorted postings), or with the
+                // head of the rarest list for a one-token query.
+                let (len_a, first, group_a) = common[0];
+                let second = common.iter().find(|(_, _, g)| *g != group_a);
+                let seeds: Vec<u32> = match second {
+                    Some((_, other, _)) => intersect(first, other, SEEDS_MAX),
+                    None => first.iter().take(SEEDS_MAX).copied().collect(),
+                };
+                for id in seeds {
+                    credit(&mut weights, id, weight_of(len_a), 1u64 << (group_a % 64));
+                }
+            }
+            // Common keys only add weight to names already found; postings are sorted by id.
+            let found: Vec<u32> = weights.keys().copied().collect();
+            for (len, postings, group) in &common {
+                let bit = 1u64 << (group % 64);
+                for id in &found {
+                    if postings.binary_search(id).is_ok() {
+                        credit(&mut weights, *id, weight_of(*len), bit);
+                    }
                 }
             }
         }
         let mut ranked: Vec<(u32, f64)> = weights.into_iter().map(|(id, (w, _))| (id, w)).collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        ranked.truncate(CANDIDATES_MAX);
+        let order = |a: &(u32, f64), b: &(u32, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if ranked.len() > CANDIDATES_MAX {
+            ranked.select_nth_unstable_by(CANDIDATES_MAX, order);
+            ranked.truncate(CANDIDATES_MAX);
+        }
+        ranked.sort_by(order);
         ranked.into_iter().map(|(id, _)| id).collect()
     }
 }

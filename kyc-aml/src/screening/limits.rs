@@ -27,7 +27,7 @@ pub const QUERY_IDENTIFIERS_MAX: usize = 64;
 /// Most candidate names scored in full for one query (the rest are pruned by index weight).
 pub const CANDIDATES_MAX: usize = 150;
 /// Posting lists longer than this are only scanned when the query has no rarer key.
-pub const POSTING_SCAN_MAX: usize = 4_000;
+pub const POSTING_SCAN_MAX: usize = 1_000;
 /// Most hits returned for one query.
 pub const SCREEN_HITS_MAX: usize = 20;
 /// Hits below this score are not reported at all (0..=1000).

@@ -9,6 +9,7 @@
 //!
 //! # Layout
 //! - `model`: entries, queries, results.
+//! - `batch`: CSV input of queries and name pairs for the command line.
 //! - `formats`: one parser per official list format, format detection.
 //! - `normalize`: names to ASCII tokens with phonetic and consonant keys.
 //! - `score`: token alignment and similarity, explanations.
@@ -17,6 +18,7 @@
 //! - `disposition`: confirmed matches and false positives with their audit trail.
 //! - `limits`: every bound of the module.
 
+pub mod batch;
 pub mod country;
 pub mod disposition;
 pub mod formats;
@@ -404,10 +406,10 @@ fn screen_prepared(
     if !norm.tokens.is_empty() {
         for candidate in prepared.index.candidates(&norm) {
             let indexed = &prepared.index.names[candidate as usize];
-            let name_score = score_names(&norm, &indexed.norm);
-            if name_score.score < REPORT_SCORE_MIN {
+            if score::score_names_with(&norm, &indexed.norm, false).score < REPORT_SCORE_MIN {
                 continue;
             }
+            let name_score = score_names(&norm, &indexed.norm);
             let entry = &entries[indexed.entry as usize];
             let (delta, reasons) = adjustments(query, entry);
             let score = (i32::from(name_score.score) + delta).clamp(0, 1000) as u16;

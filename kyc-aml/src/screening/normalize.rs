@@ -316,12 +316,36 @@ fn kind_of(text: &str) -> TokenKind {
     }
 }
 
-/// First letter plus the consonants after it, repeats collapsed ("hussein" → "hsn").
+/// In a word that is mostly letters, digits are OCR misreadings of look-alike letters
+/// ("A1i" → "ali", "0MAR" → "omar"); numbers and codes (more digits than letters) are kept.
+fn ocr_digits(word: &str) -> String {
+    let digits = word.bytes().filter(u8::is_ascii_digit).count();
+    if digits == 0 || digits * 2 >= word.len() {
+        return word.to_owned();
+    }
+    word.chars()
+        .map(|c| match c {
+            '0' => 'o',
+            '1' => 'l',
+            '2' => 'z',
+            '3' => 'e',
+            '4' => 'a',
+            '5' => 's',
+            '6' => 'g',
+            '7' => 't',
+            '8' => 'b',
+            _ => c,
+        })
+        .collect()
+}
+
+/// First letter plus the consonants after it, repeats collapsed ("hussein" → "hsn",
+/// "muhammad" → "mhmd"): what survives vowel dropping and doubled letters.
 pub fn skeleton(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut last = '\0';
     for (i, c) in text.chars().enumerate() {
-        let keep = i == 0 || !matches!(c, 'a' | 'e' | 'i' | 'o' | 'u' | 'y' | 'h' | 'w');
+        let keep = i == 0 || !matches!(c, 'a' | 'e' | 'i' | 'o' | 'u' | 'y');
         if keep && c != last {
             out.push(c);
         }
@@ -380,6 +404,8 @@ pub fn normalize_name(raw: &str, encoder: &DoubleMetaphone) -> NormName {
         kept = words;
     }
     kept.truncate(NAME_TOKENS_MAX);
+    let ocr_fixed: Vec<String> = kept.iter().map(|w| ocr_digits(w)).collect();
+    let kept: Vec<&str> = ocr_fixed.iter().map(String::as_str).collect();
     let mut fallback = false;
     let texts: Vec<String> = if kept.is_empty() {
         // Nothing survived: keep the original tokens rather than an empty name.

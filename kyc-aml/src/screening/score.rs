@@ -55,15 +55,35 @@ impl std::fmt::Display for How {
     }
 }
 
+/// Widest row kept on the stack by `osa_distance`.
+const OSA_STACK_WIDTH: usize = 64;
+
 /// Optimal string alignment distance over bytes (tokens are ASCII after normalisation).
 pub fn osa_distance(a: &[u8], b: &[u8]) -> usize {
+    osa_distance_within(a, b, usize::MAX)
+}
+
+/// `osa_distance`, giving up (returning `bound + 1`) once every alignment costs more than `bound`.
+pub fn osa_distance_within(a: &[u8], b: &[u8], bound: usize) -> usize {
     if a.is_empty() || b.is_empty() {
         return a.len().max(b.len());
     }
     let width = b.len() + 1;
-    let mut two_back = vec![0usize; width];
-    let mut previous: Vec<usize> = (0..width).collect();
-    let mut current = vec![0usize; width];
+    // Rows on the stack for the usual short tokens; the heap only for long strings.
+    let mut storage = [0usize; 3 * OSA_STACK_WIDTH];
+    let mut heap = Vec::new();
+    let rows: &mut [usize] = if width <= OSA_STACK_WIDTH {
+        &mut storage[..3 * width]
+    } else {
+        heap.resize(3 * width, 0);
+        &mut heap
+    };
+    let (two_back, rest) = rows.split_at_mut(width);
+    let (previous, current) = rest.split_at_mut(width);
+    for (j, cell) in previous.iter_mut().enumerate() {
+        *cell = j;
+    }
+    let (mut two_back, mut previous, mut current) = (two_back, previous, current);
     for i in 1..=a.len() {
         current[0] = i;
         for j in 1..=b.len() {
@@ -75,6 +95,9 @@ pub fn osa_distance(a: &[u8], b: &[u8]) -> usize {
                 best = best.min(two_back[j - 2] + 1);
             }
             current[j] = best;
+        }
+        if current.iter().min().is_some_and(|m| *m > bound) {
+            return bound.saturating_add(1);
         }
         std::mem::swap(&mut two_back, &mut previous);
         std::mem::swap(&mut previous, &mut current);
@@ -120,7 +143,11 @@ pub fn token_similarity(q: &Token, c: &Token) -> (f64, How) {
         How::JaroWinkler,
     );
     let both_words = q.kind == TokenKind::Word && c.kind == TokenKind::Word;
-    if both_words && min_len >= 2 && !q.phonetic.is_empty() && !c.phonetic.is_empty() {
+    // Phonetic codes are coarse (every initial vowel is "A"): they only count for tokens of
+    // similar length that are not too many edits apart (Mohammed/Muhammad, Qasim/Kassem, but
+    // not Omari/Amir or Abdul/Obaidullah).
+    let comparable = 10 * min_len >= 7 * max_len && 2 * distance <= max_len;
+    if both_words && comparable && !q.phonetic.is_empty() && !c.phonetic.is_empty() {
         let same = q.phonetic == c.phonetic
             || q.phonetic == c.phonetic_alt
             || q.phonetic_alt == c.phonetic;
@@ -131,7 +158,8 @@ pub fn token_similarity(q: &Token, c: &Token) -> (f64, How) {
     if both_words && q.skeleton.len() >= 3 && q.skeleton == c.skeleton {
         consider(0.90, How::Skeleton);
     }
-    if min_len >= 4 && (cb.starts_with(qb) || qb.starts_with(cb)) {
+    // A query token cut short by a fixed-width field.
+    if qb.len() >= 4 && cb.starts_with(qb) {
         consider(0.88, How::Prefix);
     }
     if max_len <= 3 && best.0 >= TOKEN_MATCH_MIN && best.1 != How::Phonetic {
@@ -184,17 +212,30 @@ fn compact_similarity(query: &NormName, listed: &NormName) -> f64 {
         .rev()
         .map(|t| t.text.as_str())
         .collect();
-    let mut best: f64 = 0.0;
+    let mut best: f64 = 0.5;
     for l in [forward, backward] {
         let max_len = q.len().max(l.len());
-        let distance = osa_distance(q.as_bytes(), l.as_bytes());
-        best = best.max(1.0 - 1.5 * distance as f64 / max_len as f64);
+        // The length difference bounds the distance from below: skip hopeless pairs cheaply.
+        let floor = q.len().abs_diff(l.len());
+        if 1.0 - 2.0 * floor as f64 / max_len as f64 <= best {
+            continue;
+        }
+        // Only distances that beat `best` matter.
+        let bound = ((1.0 - best) * max_len as f64 / 2.0) as usize;
+        let distance = osa_distance_within(q.as_bytes(), l.as_bytes(), bound);
+        best = best.max(1.0 - 2.0 * distance as f64 / max_len as f64);
     }
     best
 }
 
-/// Scores a query name against a listed name.
+/// Scores a query name against a listed name, with the explanation.
 pub fn score_names(query: &NormName, listed: &NormName) -> NameScore {
+    score_names_with(query, listed, true)
+}
+
+/// Scores a query name against a listed name; `explain` builds the `why` text, which costs
+/// more than the score itself, so candidate search scores without it first.
+pub fn score_names_with(query: &NormName, listed: &NormName, explain: bool) -> NameScore {
     let (qt, lt) = (&query.tokens, &listed.tokens);
     if qt.is_empty() || lt.is_empty() {
         return NameScore {
@@ -232,6 +273,24 @@ pub fn score_names(query: &NormName, listed: &NormName) -> NameScore {
             pairs.push(pair);
         }
     }
+    // Truncation cuts the last query token anywhere: a short tail that starts an unpaired
+    // listed token counts as that token's prefix, when the rest of the name already matched.
+    let last = qt.len() - 1;
+    if !query_used[last] && qt.len() >= 3 && pairs.len() + 1 >= qt.len() {
+        let tail = qt[last].text.as_bytes();
+        let found =
+            (0..lt.len()).find(|j| !listed_used[*j] && lt[*j].text.as_bytes().starts_with(tail));
+        if let Some(j) = found {
+            query_used[last] = true;
+            listed_used[j] = true;
+            pairs.push(Pair {
+                query: last,
+                listed: j,
+                similarity: 0.85,
+                how: How::Prefix,
+            });
+        }
+    }
     let query_total: f64 = qt.iter().map(weight).sum();
     let listed_total: f64 = lt.iter().map(weight).sum();
     let query_covered: f64 = pairs
@@ -242,11 +301,18 @@ pub fn score_names(query: &NormName, listed: &NormName) -> NameScore {
         .iter()
         .map(|p| p.similarity * weight(&lt[p.listed]))
         .sum();
-    let aligned = 0.6 * query_covered / query_total + 0.4 * listed_covered / listed_total;
+    // Listed tokens the query lacks (middle names, a truncated tail) cost less once three or
+    // more tokens agree; with one or two agreeing tokens they are the only guard against
+    // matching every listed name that shares a common given name and surname.
+    let listed_share = if pairs.len() >= 3 { 0.25 } else { 0.4 };
+    let aligned = (1.0 - listed_share) * query_covered / query_total
+        + listed_share * listed_covered / listed_total;
     let compact = compact_similarity(query, listed);
 
     let mut why = String::new();
-    if compact > aligned {
+    if !explain {
+        // Nothing to say.
+    } else if compact > aligned {
         why.push_str(&format!(
             "names equal with spaces removed ({} of 1000)",
             (compact * 1000.0).round() as i64
