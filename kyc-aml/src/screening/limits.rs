@@ -25,7 +25,7 @@ pub const NAME_TOKENS_MAX: usize = 16;
 /// Most identifiers on one query.
 pub const QUERY_IDENTIFIERS_MAX: usize = 64;
 /// Most candidate names scored in full for one query (the rest are pruned by index weight).
-pub const CANDIDATES_MAX: usize = 150;
+pub const CANDIDATES_MAX: usize = 64;
 /// Posting lists longer than this are only scanned when the query has no rarer key.
 pub const POSTING_SCAN_MAX: usize = 1_000;
 /// Most hits returned for one query.
