@@ -45,6 +45,17 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         blocks: u64,
     },
+    /// Starts a local cluster of validators on 127.0.0.1 (Malachite consensus), settles signed,
+    /// gated transfers through it and prints one JSON line with `transfers_per_sec`,
+    /// `commit_p50_ms` and `commit_p99_ms`.
+    Bench {
+        /// Validators in the cluster (n = 3f+1 tolerates f faults).
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Transfers to settle.
+        #[arg(long, default_value_t = 200_000)]
+        transfers: u64,
+    },
 }
 
 /// Runs one subcommand.
@@ -52,7 +63,38 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Verify { data } => verify(&data),
         Command::Sample { data, blocks } => sample(&data, blocks),
+        Command::Bench {
+            validators,
+            transfers,
+        } => bench(validators, transfers),
     }
+}
+
+/// Runs the consensus benchmark. Out-of-range sizes are refused here rather than clamped, so
+/// the printed figures always describe the cluster that was asked for.
+fn bench(validators: usize, transfers: u64) -> anyhow::Result<()> {
+    use rempart_consensus::bench::{BENCH_TRANSFERS_MAX, BenchOptions};
+    use rempart_consensus::cluster::CLUSTER_VALIDATORS_MAX;
+    if !(1..=CLUSTER_VALIDATORS_MAX).contains(&validators) {
+        bail!("--validators must be between 1 and {CLUSTER_VALIDATORS_MAX}, got {validators}");
+    }
+    if !(1..=BENCH_TRANSFERS_MAX).contains(&transfers) {
+        bail!("--transfers must be between 1 and {BENCH_TRANSFERS_MAX}, got {transfers}");
+    }
+    let options = BenchOptions {
+        validators,
+        transfers,
+        ..BenchOptions::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime
+        .block_on(rempart_consensus::bench::run(&options))
+        .context("running the consensus benchmark")?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
 }
 
 fn read_genesis(data: &Path) -> anyhow::Result<GenesisConfig> {
