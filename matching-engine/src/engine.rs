@@ -227,6 +227,10 @@ pub struct Engine {
     pub(crate) touched_balances: Vec<TouchedBalance>,
     pub(crate) scratch: Vec<u32>,
     pub(crate) full_checks: bool,
+    /// Whether the command being applied produces market data (`Depth`, `Bbo`, `Balance`);
+    /// false only inside `apply_replay`. When false, levels and balances are not recorded in
+    /// the touched lists at all: that bookkeeping is what market data costs.
+    pub(crate) market_data: bool,
 }
 
 /// An L2 price level: price, visible quantity, number of orders.
@@ -274,6 +278,7 @@ impl Engine {
             touched_balances: Vec::with_capacity(TOUCHED_PRESIZE),
             scratch: Vec::new(),
             full_checks: cfg!(debug_assertions),
+            market_data: true,
         };
         // The fee account exists from the start so that crediting a fee can never fail.
         e.fee_acct = e.account_or_create(config.fee_account).unwrap_or(0);
@@ -441,6 +446,16 @@ impl Engine {
         })
     }
 
+    /// Applies one command as recovery replays the journal: the state changes exactly as with
+    /// [`Engine::apply`] (same state hash afterwards, `tests/model_props.rs` checks it), and
+    /// the same events are appended except the market data (`Depth`, `Bbo`, `Balance`), which
+    /// nobody reads during a replay and whose bookkeeping is a fair share of a command's cost.
+    pub fn apply_replay(&mut self, cmd: &Command, out: &mut Vec<Event>) {
+        self.market_data = false;
+        self.apply(cmd, out);
+        self.market_data = true;
+    }
+
     /// Applies one command, appending its events to `out` (which is not cleared). Never
     /// fails: a refusal is an `Event::Rejected`. Panics only if an internal invariant is
     /// broken (fail-stop: the money path must not go on from a corrupt state).
@@ -533,21 +548,34 @@ impl Engine {
     }
 
     /// Records the balance before its first change in this command.
+    #[inline]
     pub(crate) fn touch_balance(&mut self, ai: u32, asset: AssetId) {
+        self.touch_balances(ai, [asset, asset]);
+    }
+
+    /// Records two balances of one account (a trade's base and quote; the same asset twice
+    /// records it once) before their first change in this command: one epoch check for both.
+    #[inline(always)]
+    pub(crate) fn touch_balances(&mut self, ai: u32, assets: [AssetId; 2]) {
+        if !self.market_data {
+            return;
+        }
         let a = &mut self.accounts[ai as usize];
         if a.touched_epoch != self.epoch {
             a.touched_epoch = self.epoch;
             a.touched_mask = 0;
         }
-        let bit = 1u32 << asset;
-        if a.touched_mask & bit == 0 {
-            a.touched_mask |= bit;
-            self.touched_balances.push(TouchedBalance {
-                account: a.id,
-                ai,
-                asset,
-                before: a.bal[asset as usize],
-            });
+        for asset in assets {
+            let bit = 1u32 << asset;
+            if a.touched_mask & bit == 0 {
+                a.touched_mask |= bit;
+                self.touched_balances.push(TouchedBalance {
+                    account: a.id,
+                    ai,
+                    asset,
+                    before: a.bal[asset as usize],
+                });
+            }
         }
     }
 
@@ -652,10 +680,14 @@ impl Engine {
     /// level's index, if it exists, to spare the caller a second lookup.
     pub(crate) fn touch_level(&mut self, mi: u32, side: Side, price: PriceTicks) -> Option<u32> {
         let epoch = self.epoch;
+        let market_data = self.market_data;
         let m = &mut self.markets[mi as usize];
         let market = m.cfg.market;
         let book = m.book_mut(side);
         let book_level = book.level_at(price);
+        if !market_data {
+            return book_level;
+        }
         let (qty, count) = match book_level {
             Some(li) => {
                 let l = &mut book.levels[li as usize];
@@ -1273,9 +1305,7 @@ impl Engine {
         if levels.len() > 1 {
             // Stable, so that of a level touched twice (removed and created again within
             // the command) the first record, holding the aggregate before the command, stays.
-            let key = |t: &TouchedLevel| {
-                (u128::from(t.market) << 72) | ((t.side as u128) << 64) | u128::from(t.price)
-            };
+            let key = |t: &TouchedLevel| (t.market, t.side as u8, t.price);
             sort_small_by_key(levels, key);
             levels.dedup_by_key(|t| key(t));
         }
@@ -1309,7 +1339,7 @@ impl Engine {
                 m.reference_price = m.last_price;
             }
             let now = m.bbo();
-            if now != m.bbo_before {
+            if self.market_data && now != m.bbo_before {
                 out.push(Event::Bbo {
                     market: m.cfg.market,
                     bid_price: now[0],
@@ -1334,9 +1364,7 @@ impl Engine {
         let bals = &mut self.touched_balances;
         if bals.len() > 1 {
             // (account, asset) pairs are distinct (`touch_balance` records each once).
-            sort_small_by_key(bals, |t| {
-                (u128::from(t.account) << 16) | u128::from(t.asset)
-            });
+            sort_small_by_key(bals, |t| (t.account, t.asset));
         }
         for t in bals.iter() {
             let now = self.accounts[t.ai as usize].bal[t.asset as usize];
@@ -1362,18 +1390,22 @@ impl Engine {
 /// Stable sort by key of the short lists a command touches (a few entries): an insertion
 /// sort, cheaper there than the library sort; long lists (a sweep through many levels) go
 /// to the library sort.
-fn sort_small_by_key<T, K: Ord>(v: &mut [T], key: impl Fn(&T) -> K) {
+fn sort_small_by_key<T: Copy, K: Ord>(v: &mut [T], key: impl Fn(&T) -> K) {
     const SMALL: usize = 24;
     if v.len() > SMALL {
         v.sort_by_key(key);
         return;
     }
+    // Insertion with a hole: each step moves one element instead of swapping two.
     for i in 1..v.len() {
+        let item = v[i];
+        let k = key(&item);
         let mut j = i;
-        while j > 0 && key(&v[j - 1]) > key(&v[j]) {
-            v.swap(j - 1, j);
+        while j > 0 && key(&v[j - 1]) > k {
+            v[j] = v[j - 1];
             j -= 1;
         }
+        v[j] = item;
     }
 }
 

@@ -460,8 +460,12 @@ fn sync_dir(dir: &Path) -> Result<(), JournalError> {
         .map_err(io_err(dir))
 }
 
-fn read_segment(path: &Path) -> Result<Vec<u8>, JournalError> {
-    let len = fs::metadata(path).map_err(io_err(path))?.len();
+/// Reads a whole segment into `buf` (cleared first). One buffer serves every segment of a
+/// replay, so that its pages are faulted in once rather than once per segment.
+fn read_segment(path: &Path, buf: &mut Vec<u8>) -> Result<(), JournalError> {
+    use std::io::Read;
+    let mut f = File::open(path).map_err(io_err(path))?;
+    let len = f.metadata().map_err(io_err(path))?.len();
     if len > SEGMENT_BYTES_MAX + BATCH_BYTES_MAX as u64 + RECORD_PAYLOAD_MAX as u64 {
         return Err(JournalError::Corrupt {
             path: path.to_path_buf(),
@@ -469,7 +473,11 @@ fn read_segment(path: &Path) -> Result<Vec<u8>, JournalError> {
             what: format!("segment of {len} bytes is larger than any this journal writes"),
         });
     }
-    fs::read(path).map_err(io_err(path))
+    buf.clear();
+    // `len` is bounded above, so it fits in usize.
+    buf.reserve(len as usize);
+    f.read_to_end(buf).map_err(io_err(path))?;
+    Ok(())
 }
 
 /// What reading a journal directory found.
@@ -529,6 +537,7 @@ fn scan_dir(
         });
     }
     let mut expect_first: Option<u64> = None;
+    let mut buf = Vec::new();
     for (i, (name_seq, path)) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
         if let Some(expect) = expect_first
@@ -543,14 +552,16 @@ fn scan_dir(
         // A closed segment whose records all precede `after_seq` need not be read: the next
         // segment's name says where it ends. Its header is still checked.
         let skip = !is_last && segments[i + 1].0 <= after_seq.saturating_add(1);
-        let bytes = if skip {
+        if skip {
             let mut head = [0u8; SEGMENT_HEADER_LEN];
             let n = read_prefix(path, &mut head)?;
-            head[..n].to_vec()
+            buf.clear();
+            buf.extend_from_slice(&head[..n]);
         } else {
-            read_segment(path)?
-        };
-        match parse_segment_header(&bytes) {
+            read_segment(path, &mut buf)?;
+        }
+        let bytes = &buf[..];
+        match parse_segment_header(bytes) {
             Ok(first) if first == *name_seq => {}
             Ok(first) => {
                 return Err(JournalError::Corrupt {
@@ -590,7 +601,7 @@ fn scan_dir(
             end.last_seq = segments[i + 1].0 - 1;
             continue;
         }
-        let mut records = SegmentRecords::new(&bytes, path, is_last)?;
+        let mut records = SegmentRecords::new(bytes, path, is_last)?;
         for record in records.by_ref() {
             let record = record?;
             if record.seq > after_seq {

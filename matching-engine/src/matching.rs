@@ -298,8 +298,7 @@ impl Engine {
             "buy hold smaller than what the trade costs"
         );
         self.orders[buy as usize].hold = b_new_hold;
-        self.touch_balance(b_ai, quote);
-        self.touch_balance(b_ai, base);
+        self.touch_balances(b_ai, [quote, base]);
         {
             let bq = &mut self.accounts[b_ai as usize].bal[quote as usize];
             bq.held -= b_release;
@@ -312,8 +311,7 @@ impl Engine {
             o.hold -= base_amount;
             (o.acct, o.id, o.account, o.qty)
         };
-        self.touch_balance(s_ai, base);
-        self.touch_balance(s_ai, quote);
+        self.touch_balances(s_ai, [base, quote]);
         self.accounts[s_ai as usize].bal[base as usize].held -= base_amount;
         self.accounts[s_ai as usize].bal[quote as usize].available += notional - sell_fee;
         let fee_ai = self.fee_acct;

@@ -2,13 +2,15 @@
 //! mass cancels, disconnects, deposits, withdrawals, phase changes, time jumps) are applied
 //! to the engine and to the naive model in `tests/model/`; every event must be equal, the
 //! engine's full invariant check runs after every command, and the final state must survive
-//! export -> import with the same hash.
+//! export -> import with the same hash. A second engine applies the same stream with
+//! `Engine::apply_replay` (as recovery does): its events must be the first engine's minus
+//! market data, and its final state must be equal (same export, same hash).
 
 mod model;
 
 use matching_engine::{
-    BandAction, Command, CommandKind, Engine, EngineConfig, MarketConfig, NewOrder, OrderType,
-    PostOnly, Side, StpMode, TimeInForce, demo_markets,
+    BandAction, Command, CommandKind, Engine, EngineConfig, Event, MarketConfig, NewOrder,
+    OrderType, PostOnly, Side, StpMode, TimeInForce, demo_markets,
 };
 use proptest::prelude::*;
 
@@ -392,6 +394,13 @@ fn run(specs: &[Spec]) -> Result<(), TestCaseError> {
         fee_account: FEE_ACCOUNT,
     });
     engine.set_full_invariant_checks(true);
+    // The same stream through `apply_replay`, as recovery applies it: the same events minus
+    // market data, and the same state.
+    let mut replayed = Engine::new(EngineConfig {
+        fee_account: FEE_ACCOUNT,
+    });
+    replayed.set_full_invariant_checks(true);
+    let mut replay_out = Vec::new();
     let mut model = model::Model::new(FEE_ACCOUNT);
     let (mut seq, mut time) = (0u64, 1_000u64);
     let mut out = Vec::new();
@@ -418,7 +427,22 @@ fn run(specs: &[Spec]) -> Result<(), TestCaseError> {
         engine.apply(&cmd, &mut out);
         let want = model.apply(&cmd);
         prop_assert_eq!(&out[..], &want[..], "command {:?}", cmd);
+        replay_out.clear();
+        replayed.apply_replay(&cmd, &mut replay_out);
+        let without_market_data: Vec<Event> = out
+            .iter()
+            .filter(|e| {
+                !matches!(
+                    e,
+                    Event::Depth { .. } | Event::Bbo { .. } | Event::Balance { .. }
+                )
+            })
+            .copied()
+            .collect();
+        prop_assert_eq!(&replay_out, &without_market_data, "replay of {:?}", cmd);
     }
+    prop_assert_eq!(replayed.state_hash(), engine.state_hash());
+    prop_assert_eq!(replayed.export_state(), engine.export_state());
     let state = engine.export_state();
     let back = Engine::import_state(&state).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(back.state_hash(), engine.state_hash());
@@ -463,7 +487,7 @@ proptest! {
 /// would pass vacuously. Runs a fixed-seed sample and counts what happened.
 #[test]
 fn generated_streams_exercise_every_behaviour() {
-    use matching_engine::{CancelReason, Event};
+    use matching_engine::CancelReason;
     use proptest::strategy::ValueTree;
     use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
     use std::collections::BTreeMap;

@@ -7,7 +7,10 @@
 //! live or already filled, 10 % marketable IOC orders taking a few resting orders each), generated before timing. It prints one
 //! JSON line: throughput from an untimed-per-op pass, latency percentiles from a second pass
 //! on a fresh engine timing each command with `Instant`. With `--replay N` it also journals N
-//! commands to a temporary directory and measures replay (read + checksum + decode + apply).
+//! commands to a temporary directory and measures replay as recovery does it (read, checksum,
+//! decode, `Engine::apply_replay`, which skips market data); an "event" in the replay
+//! figures is one journal record, i.e. one command. `replay_full_apply_events_per_sec` is the
+//! same replay through `Engine::apply`, market data included, for comparison.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -433,13 +436,14 @@ fn main() -> Result<(), String> {
         let f = replay_bench(args.replay, args.seed, args.accounts).map_err(|e| e.to_string())?;
         let n = args.replay as f64;
         line.push_str(&format!(
-            ",\"replay_events\":{},\"journal_write_events_per_sec\":{:.0},\"replay_decode_events_per_sec\":{:.0},\"replay_decode_events_per_cpu_sec\":{:.0},\"replay_events_per_sec\":{:.0},\"replay_events_per_cpu_sec\":{:.0},\"replay_open_orders_after\":{}",
+            ",\"replay_events\":{},\"journal_write_events_per_sec\":{:.0},\"replay_decode_events_per_sec\":{:.0},\"replay_decode_events_per_cpu_sec\":{:.0},\"replay_events_per_sec\":{:.0},\"replay_events_per_cpu_sec\":{:.0},\"replay_full_apply_events_per_sec\":{:.0},\"replay_open_orders_after\":{}",
             args.replay,
             n / f.write.as_secs_f64(),
             n / f.decode.as_secs_f64(),
             f.decode_cpu_ns.map_or(0.0, |ns| n / (ns as f64 / 1e9)),
             n / f.replay.as_secs_f64(),
             f.replay_cpu_ns.map_or(0.0, |ns| n / (ns as f64 / 1e9)),
+            n / f.replay_full.as_secs_f64(),
             f.open_orders_after,
         ));
     }
@@ -462,16 +466,19 @@ struct ReplayFigures {
     write: Duration,
     /// Read + checksum + decode, without applying.
     decode: Duration,
-    /// Read + checksum + decode + apply.
+    /// Read + checksum + decode + `apply_replay` (what recovery does).
     replay: Duration,
     replay_cpu_ns: Option<u64>,
+    /// Read + checksum + decode + `apply` (market data included).
+    replay_full: Duration,
     decode_cpu_ns: Option<u64>,
     open_orders_after: usize,
 }
 
 /// Journals `n` commands (setup first, then the operation mix) through the group-commit
-/// writer with real `fdatasync`s, then reads the whole journal twice: once only decoding, once also applying
-/// every command to a fresh engine.
+/// writer with real `fdatasync`s, then reads the whole journal three times: once only
+/// decoding, once also applying every command to a fresh engine as recovery does
+/// (`apply_replay`), once applying with `apply` (market data included).
 fn replay_bench(n: u64, seed: u64, accounts: u64) -> Result<ReplayFigures, JournalError> {
     let dir = TempDir::new()?;
     let mut w = Workload::new(seed ^ 0x5eed, accounts);
@@ -520,17 +527,33 @@ fn replay_bench(n: u64, seed: u64, accounts: u64) -> Result<ReplayFigures, Journ
     let decode_cpu_ns = decode_cpu_before.zip(thread_cpu_ns()).map(|(a, b)| b - a);
     std::hint::black_box(checksum);
 
-    let mut engine = Engine::new(EngineConfig {
-        fee_account: FEE_ACCOUNT,
-    });
-    engine.set_full_invariant_checks(false);
-    engine.reserve_orders(REPLAY_ORDERS_RESERVE);
+    // Full apply first, then recovery's replay, so that neither pass profits from the
+    // other's warm page cache more than the decode pass already gave both.
+    let new_engine = || {
+        let mut engine = Engine::new(EngineConfig {
+            fee_account: FEE_ACCOUNT,
+        });
+        engine.set_full_invariant_checks(false);
+        engine.reserve_orders(REPLAY_ORDERS_RESERVE);
+        engine
+    };
     let mut out = Vec::with_capacity(1024);
+    let mut full = new_engine();
+    let start = Instant::now();
+    journal::read_dir(&dir.0, 0, |seq, payload| {
+        let cmd = decode_command(payload).map_err(|e| decode_err(seq, e))?;
+        full.apply(&cmd, &mut out);
+        out.clear();
+        Ok(())
+    })?;
+    let replay_full = start.elapsed();
+
+    let mut engine = new_engine();
     let cpu_before = thread_cpu_ns();
     let start = Instant::now();
     let end = journal::read_dir(&dir.0, 0, |seq, payload| {
         let cmd = decode_command(payload).map_err(|e| decode_err(seq, e))?;
-        engine.apply(&cmd, &mut out);
+        engine.apply_replay(&cmd, &mut out);
         out.clear();
         Ok(())
     })?;
@@ -542,11 +565,19 @@ fn replay_bench(n: u64, seed: u64, accounts: u64) -> Result<ReplayFigures, Journ
             what: "journal shorter than written".into(),
         });
     }
+    // Both ways of applying must end in the same state.
+    if engine.state_hash() != full.state_hash() {
+        return Err(JournalError::Replay {
+            seq: end.last_seq,
+            what: "apply_replay and apply ended in different states".into(),
+        });
+    }
     Ok(ReplayFigures {
         write,
         decode,
         replay,
         replay_cpu_ns,
+        replay_full,
         decode_cpu_ns,
         open_orders_after: engine.open_orders(),
     })
