@@ -19,7 +19,11 @@ pub(crate) const NIL: u32 = u32::MAX;
 
 /// An open order in the engine's slab (resting, a stop waiting for its trigger, or an
 /// incoming order while it matches).
+// Aligned to 128 bytes (it is 112): each record then fills one aligned pair of cache
+// lines, which the adjacent-line prefetcher fetches together, instead of straddling two or
+// three lines; a random cancel or fill reads the record once per command.
 #[derive(Clone, Debug)]
+#[repr(align(128))]
 pub(crate) struct Order {
     pub id: OrderId,
     pub client_order_id: ClientOrderId,

@@ -628,6 +628,7 @@ impl Engine {
     }
 
     /// Moves `amount` of `asset` from available to held.
+    #[inline]
     pub(crate) fn hold(&mut self, ai: u32, asset: AssetId, amount: u64) {
         self.touch_balance(ai, asset);
         let b = &mut self.accounts[ai as usize].bal[asset as usize];
@@ -636,6 +637,7 @@ impl Engine {
     }
 
     /// Moves `amount` of `asset` from held back to available.
+    #[inline]
     pub(crate) fn release(&mut self, ai: u32, asset: AssetId, amount: u64) {
         if amount == 0 {
             return;
@@ -666,6 +668,7 @@ impl Engine {
     }
 
     /// Records the market's BBO before its first change in this command.
+    #[inline]
     pub(crate) fn touch_market(&mut self, mi: u32) {
         let m = &mut self.markets[mi as usize];
         if m.touched_epoch != self.epoch {
@@ -1339,7 +1342,13 @@ impl Engine {
                 m.reference_price = m.last_price;
             }
             let now = m.bbo();
-            if self.market_data && now != m.bbo_before {
+            // Compared word by word from registers: an array `!=` was compiled to 16-byte
+            // loads of `now` just stored as 8-byte words, a store-forwarding stall that was
+            // a fifth of `apply`'s own cycles in the profile.
+            let b = m.bbo_before;
+            let changed =
+                ((now[0] ^ b[0]) | (now[1] ^ b[1]) | (now[2] ^ b[2]) | (now[3] ^ b[3])) != 0;
+            if self.market_data && changed {
                 out.push(Event::Bbo {
                     market: m.cfg.market,
                     bid_price: now[0],

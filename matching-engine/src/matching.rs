@@ -339,7 +339,17 @@ impl Engine {
     }
 
     /// Triggers and matches stops while the last trade price reaches them.
+    #[inline]
     pub(crate) fn run_stops(&mut self, mi: u32, out: &mut Vec<Event>) {
+        // Most markets have no stop waiting: checked here, inlined, before the loop.
+        let m = &self.markets[mi as usize];
+        if m.buy_stops.is_empty() && m.sell_stops.is_empty() {
+            return;
+        }
+        self.run_stops_loop(mi, out);
+    }
+
+    fn run_stops_loop(&mut self, mi: u32, out: &mut Vec<Event>) {
         loop {
             let m = &mut self.markets[mi as usize];
             if m.phase != MarketPhase::Continuous || m.last_price == 0 {
