@@ -4,6 +4,7 @@
 //! - `cli::custody`: `rempart custody …` (key derivation, proof-of-reserves tools).
 //! - `cli::aml`: `rempart aml …` (screening, name matching, goAML reports).
 //! - `cli::ledger`: `rempart ledger …` (ledger verification and the cluster benchmark).
+//! - `cli::kyc`: `rempart kyc …` (provider keys and signed identity attestations).
 //! - `cli::node`: `rempart demo`, `rempart node --config FILE`.
 //! - `cli::bench_api`: `rempart bench-api` (the gRPC API benchmark).
 //! - `node`: the exchange node itself (engine path, gRPC API, auth, limits, metrics).
@@ -35,6 +36,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::aml::Command,
     },
+    /// KYC provider tools: provider key files, signed identity attestations.
+    Kyc {
+        #[command(subcommand)]
+        command: cli::kyc::Command,
+    },
     /// Ledger tools: chain verification, cluster benchmark.
     Ledger {
         #[command(subcommand)]
@@ -53,6 +59,7 @@ fn main() -> std::process::ExitCode {
     let outcome = match args.command {
         Command::Custody { command } => cli::custody::run(command),
         Command::Aml { command } => cli::aml::run(command),
+        Command::Kyc { command } => cli::kyc::run(command),
         Command::Ledger { command } => cli::ledger::run(command),
         Command::Demo(args) => cli::node::demo(args),
         Command::Node(args) => cli::node::node(args),

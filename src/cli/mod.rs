@@ -3,5 +3,6 @@
 pub mod aml;
 pub mod bench_api;
 pub mod custody;
+pub mod kyc;
 pub mod ledger;
 pub mod node;

@@ -3,7 +3,9 @@
 //! and in the `rempart-reject-code` trailer.
 //!
 //! Codes: the matching engine's `RejectCode` n is published as 1000 + n; the gateway's own
-//! refusals ([`ApiReject`]) are 9000-9999. Numbers are never reused or renumbered.
+//! refusals ([`ApiReject`]) are 9000-9999; kyc-aml's `Reject` k (1001-7999) is published as
+//! 20000 + k ([`KYC_CODE_BASE`], mapped in `node::compliance`). Numbers are never reused or
+//! renumbered.
 
 use matching_engine::RejectCode;
 use prost::Message;
@@ -12,6 +14,8 @@ use tonic::{Code, Status};
 
 /// Offset of the engine's reject codes in the API's code space.
 pub const ENGINE_CODE_BASE: u32 = 1000;
+/// Offset of kyc-aml's reject codes (1001-7999) in the API's code space.
+pub const KYC_CODE_BASE: u32 = 20_000;
 
 /// Refusals made by the gateway itself (authentication, authorisation, validation, limits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -30,6 +34,7 @@ pub enum ApiReject {
     InvalidField = 9032,
     FieldTooLong = 9033,
     UnknownOrder = 9034,
+    KycRequired = 9040,
     NotWired = 9050,
     ShuttingDown = 9060,
     Internal = 9099,
@@ -57,6 +62,7 @@ impl ApiReject {
             ApiReject::InvalidField => "INVALID_FIELD",
             ApiReject::FieldTooLong => "FIELD_TOO_LONG",
             ApiReject::UnknownOrder => "UNKNOWN_ORDER",
+            ApiReject::KycRequired => "KYC_REQUIRED",
             ApiReject::NotWired => "NOT_WIRED",
             ApiReject::ShuttingDown => "SHUTTING_DOWN",
             ApiReject::Internal => "INTERNAL",
@@ -79,6 +85,9 @@ impl ApiReject {
             ApiReject::InvalidField => "field value not allowed",
             ApiReject::FieldTooLong => "field too long",
             ApiReject::UnknownOrder => "unknown order",
+            ApiReject::KycRequired => {
+                "the account has no active KYC tier or is frozen by compliance"
+            }
             ApiReject::NotWired => "not wired in this node yet",
             ApiReject::ShuttingDown => "node is shutting down",
             ApiReject::Internal => "internal failure",
@@ -99,6 +108,7 @@ impl ApiReject {
             | ApiReject::InvalidField
             | ApiReject::FieldTooLong => Code::InvalidArgument,
             ApiReject::UnknownOrder => Code::NotFound,
+            ApiReject::KycRequired => Code::FailedPrecondition,
             ApiReject::NotWired => Code::Unimplemented,
             ApiReject::ShuttingDown => Code::Unavailable,
             ApiReject::Internal => Code::Internal,

@@ -6,11 +6,13 @@
 //! - `hub`: the read model (books, trades, orders) and market-data fan-out.
 //! - `auth`: API keys (Argon2id at rest, keyed-hash cache), roles.
 //! - `gateway`: the tower layer (rate limits per IP and key, authentication), stream limits.
-//! - `services`: the `rempart.v1` services.
+//! - `services`: the `rempart.v1` services; `compliance`: kyc-aml wired in (gate, KYC store,
+//!   cases, the Compliance service).
 //! - `errors`: reject codes to gRPC statuses; `decimal`: decimal strings at the edge.
 //! - `metrics`: Prometheus; `config`: the `node --config` file; `limits`: every bound.
 
 pub mod auth;
+pub mod compliance;
 pub mod config;
 pub mod core;
 pub mod decimal;
@@ -99,6 +101,8 @@ pub struct RunningNode {
     pub metrics_addr: SocketAddr,
     /// (name, account, roles, token) of keys created at this start (shown once).
     pub new_keys: Vec<(String, u64, Vec<Role>, String)>,
+    /// The compliance handle (gate, KYC store, cases).
+    pub compliance: compliance::Compliance,
     shutdown_tx: watch::Sender<bool>,
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     core: core::Core,
@@ -170,10 +174,22 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
             }
         });
     }
+    let compliance =
+        compliance::Compliance::open(&options.data_dir, options.demo, &|k| std::env::var(k).ok())
+            .await?;
+    if options.demo {
+        let parties: Vec<(u64, &str)> = DEMO_PARTIES
+            .iter()
+            .filter(|p| p.2.iter().any(|r| matches!(r, Role::Trader | Role::Merchant)))
+            .map(|p| (p.1, p.0))
+            .collect();
+        compliance.onboard_demo(&parties).await?;
+    }
     let ctx = Ctx {
         core: core.clone(),
         gateway: gateway.clone(),
         shutdown: shutdown_rx.clone(),
+        compliance: compliance.clone(),
     };
 
     let metrics_listener = metrics::bind(options.metrics_listen).await?;
@@ -246,7 +262,7 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
             services::CustodySvc
         )))
         .add_service(limited!(pb::compliance_server::ComplianceServer::new(
-            services::ComplianceSvc
+            compliance::ComplianceSvc(ctx.clone())
         )))
         .add_service(limited!(pb::ledger_server::LedgerServer::new(
             services::LedgerSvc
@@ -265,6 +281,7 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
         grpc_addr,
         metrics_addr,
         new_keys,
+        compliance,
         shutdown_tx,
         server,
         core,
@@ -319,6 +336,16 @@ pub fn print_banner(node: &RunningNode, data_dir: &std::path::Path) {
             out,
             "api-key name={name} account={account} roles={} token={token}",
             roles.join(",")
+        );
+    }
+    if let Some(key) = node.compliance.demo_provider_key() {
+        let _ = writeln!(
+            out,
+            "kyc-provider issuer={} key={} (sign attestations: rempart kyc attest --key {} --issuer {} --customer ID --name NAME --residence CC)",
+            compliance::DEMO_ISSUER,
+            key.display(),
+            key.display(),
+            compliance::DEMO_ISSUER
         );
     }
     let _ = writeln!(out, "ready");

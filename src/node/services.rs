@@ -1,9 +1,9 @@
 //! The gRPC services of `rempart.v1`: request validation, role and ownership checks, and the
 //! translation between protobuf messages and engine commands and events.
 //!
-//! Custody, Compliance and Ledger check roles and then answer UNIMPLEMENTED with the stable
-//! code NOT_WIRED: their crates are not connected to this node yet, and the node says so
-//! rather than pretend.
+//! Custody and Ledger check roles and then answer UNIMPLEMENTED with the stable code NOT_WIRED
+//! until their crates are connected; Compliance lives in `node::compliance`. Every order is
+//! refused with KYC_REQUIRED unless compliance says its account may trade.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -42,6 +42,7 @@ pub struct Ctx {
     pub core: Core,
     pub gateway: Arc<Gateway>,
     pub shutdown: watch::Receiver<bool>,
+    pub compliance: super::compliance::Compliance,
 }
 
 fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
@@ -159,6 +160,9 @@ fn prepare_place(
             ApiReject::InvalidField.status("client_order_id", "decimal u64 expected")
         })?
     };
+    if !ctx.compliance.may_trade(account) {
+        return Err(ApiReject::KycRequired.status("account_id", ""));
+    }
     ctx.gateway.order_allowed(account)?;
     let order = NewOrder {
         account,
@@ -1216,63 +1220,6 @@ impl pb::custody_server::Custody for CustodySvc {
         let c = caller(&req)?;
         c.account_for(&req.get_ref().account_id, READERS)?;
         Err(not_wired(CUSTODY_MSG))
-    }
-}
-
-/// `rempart.v1.Compliance`: roles checked, then NOT_WIRED.
-#[derive(Debug, Clone)]
-pub struct ComplianceSvc;
-
-const OFFICER: &[Role] = &[Role::ComplianceOfficer];
-const CASE_READERS: &[Role] = &[Role::ComplianceOfficer, Role::Regulator, Role::Admin];
-const KYC_MSG: &str = "the kyc-aml crate is not connected to this node yet";
-
-#[tonic::async_trait]
-impl pb::compliance_server::Compliance for ComplianceSvc {
-    async fn submit_attestation(
-        &self,
-        req: Request<pb::SubmitAttestationRequest>,
-    ) -> Result<Response<pb::CustomerStatus>, Status> {
-        caller(&req)?.require(OFFICER)?;
-        Err(not_wired(KYC_MSG))
-    }
-    async fn get_customer_status(
-        &self,
-        req: Request<pb::GetCustomerStatusRequest>,
-    ) -> Result<Response<pb::CustomerStatus>, Status> {
-        let c = caller(&req)?;
-        if !c.has_any(CASE_READERS) {
-            c.account_for(&req.get_ref().customer_id, &[])?;
-        }
-        Err(not_wired(KYC_MSG))
-    }
-    async fn list_cases(
-        &self,
-        req: Request<pb::ListCasesRequest>,
-    ) -> Result<Response<pb::ListCasesResponse>, Status> {
-        caller(&req)?.require(CASE_READERS)?;
-        Err(not_wired(KYC_MSG))
-    }
-    async fn get_case(
-        &self,
-        req: Request<pb::GetCaseRequest>,
-    ) -> Result<Response<pb::Case>, Status> {
-        caller(&req)?.require(CASE_READERS)?;
-        Err(not_wired(KYC_MSG))
-    }
-    async fn update_case(
-        &self,
-        req: Request<pb::UpdateCaseRequest>,
-    ) -> Result<Response<pb::Case>, Status> {
-        caller(&req)?.require(OFFICER)?;
-        Err(not_wired(KYC_MSG))
-    }
-    async fn export_report(
-        &self,
-        req: Request<pb::ExportReportRequest>,
-    ) -> Result<Response<pb::Report>, Status> {
-        caller(&req)?.require(&[Role::ComplianceOfficer, Role::Regulator])?;
-        Err(not_wired(KYC_MSG))
     }
 }
 
