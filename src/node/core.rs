@@ -43,6 +43,10 @@ pub struct Applied {
 /// (asset, available, held) per known asset, and the seq they are consistent with.
 pub type Balances = (u64, Vec<(AssetId, u64, u64)>);
 
+/// Every account's (asset, available, held), sorted by account, and the seq they are
+/// consistent with (custody's proof of reserves reads the liabilities from it).
+pub type AllBalances = (u64, Vec<(u64, Vec<(AssetId, u64, u64)>)>);
+
 type CommandReply = oneshot::Sender<Result<Applied, Status>>;
 
 #[derive(Debug)]
@@ -55,6 +59,9 @@ enum Request {
     Balances {
         account: u64,
         reply: oneshot::Sender<Balances>,
+    },
+    AllBalances {
+        reply: oneshot::Sender<AllBalances>,
     },
     Stop,
 }
@@ -70,6 +77,10 @@ enum Reply {
     Balances {
         data: Balances,
         reply: oneshot::Sender<Balances>,
+    },
+    AllBalances {
+        data: AllBalances,
+        reply: oneshot::Sender<AllBalances>,
     },
 }
 
@@ -274,6 +285,25 @@ fn engine_loop(
                         reply,
                     });
                 }
+                Request::AllBalances { reply } => {
+                    let accounts = engine
+                        .export_state()
+                        .accounts
+                        .into_iter()
+                        .map(|a| {
+                            let list = a
+                                .balances
+                                .iter()
+                                .map(|b| (b.asset, b.available, b.held))
+                                .collect();
+                            (a.account, list)
+                        })
+                        .collect();
+                    replies.push(Reply::AllBalances {
+                        data: (engine.last_seq(), accounts),
+                        reply,
+                    });
+                }
                 Request::Stop => stopping = true,
             }
         }
@@ -363,6 +393,9 @@ fn ack_loop(
                 Reply::Balances { data, reply } => {
                     let _ = reply.send(data);
                 }
+                Reply::AllBalances { data, reply } => {
+                    let _ = reply.send(data);
+                }
             }
         }
     }
@@ -409,6 +442,18 @@ impl Core {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request::Balances { account, reply })
+            .await
+            .map_err(|_| ApiReject::ShuttingDown.status("", ""))?;
+        rx.await.map_err(|_| ApiReject::ShuttingDown.status("", ""))
+    }
+
+    /// Every account's balances, consistent with everything acknowledged before. Costs a
+    /// walk of the engine's state on the engine thread: for periodic reports, not per call.
+    pub async fn all_balances(&self) -> Result<AllBalances, Status> {
+        self.check_alive()?;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::AllBalances { reply })
             .await
             .map_err(|_| ApiReject::ShuttingDown.status("", ""))?;
         rx.await.map_err(|_| ApiReject::ShuttingDown.status("", ""))

@@ -2,10 +2,11 @@
 //! details (`grpc-status-details-bin` = google.rpc.Status carrying one `rempart.v1.ErrorDetail`)
 //! and in the `rempart-reject-code` trailer.
 //!
-//! Codes: the matching engine's `RejectCode` n is published as 1000 + n; the gateway's own
-//! refusals ([`ApiReject`]) are 9000-9999; kyc-aml's `Reject` k (1001-7999) is published as
-//! 20000 + k ([`KYC_CODE_BASE`], mapped in `node::compliance`). Numbers are never reused or
-//! renumbered.
+//! Codes: the matching engine's `RejectCode` n is published as 1000 + n; custody's
+//! `custody::RejectCode` n (1001-1099) as 1000 + n (2001-2099, [`CUSTODY_CODE_BASE`]); the
+//! gateway's own refusals ([`ApiReject`]) are 9000-9999; kyc-aml's `Reject` k (1001-7999) is
+//! published as 20000 + k ([`KYC_CODE_BASE`], mapped in `node::compliance`). Numbers are never
+//! reused or renumbered.
 
 use matching_engine::RejectCode;
 use prost::Message;
@@ -37,6 +38,7 @@ pub enum ApiReject {
     KycRequired = 9040,
     NotWired = 9050,
     ShuttingDown = 9060,
+    NotInProof = 9070,
     Internal = 9099,
 }
 
@@ -65,6 +67,7 @@ impl ApiReject {
             ApiReject::KycRequired => "KYC_REQUIRED",
             ApiReject::NotWired => "NOT_WIRED",
             ApiReject::ShuttingDown => "SHUTTING_DOWN",
+            ApiReject::NotInProof => "NOT_IN_PROOF",
             ApiReject::Internal => "INTERNAL",
         }
     }
@@ -90,6 +93,7 @@ impl ApiReject {
             }
             ApiReject::NotWired => "not wired in this node yet",
             ApiReject::ShuttingDown => "node is shutting down",
+            ApiReject::NotInProof => "the account has no leaf in the latest proof of reserves",
             ApiReject::Internal => "internal failure",
         }
     }
@@ -107,7 +111,7 @@ impl ApiReject {
             | ApiReject::MissingField
             | ApiReject::InvalidField
             | ApiReject::FieldTooLong => Code::InvalidArgument,
-            ApiReject::UnknownOrder => Code::NotFound,
+            ApiReject::UnknownOrder | ApiReject::NotInProof => Code::NotFound,
             ApiReject::KycRequired => Code::FailedPrecondition,
             ApiReject::NotWired => Code::Unimplemented,
             ApiReject::ShuttingDown => Code::Unavailable,
@@ -218,6 +222,54 @@ pub fn engine_status(code: RejectCode, field: &str) -> Status {
     build_status(engine_grpc_code(code), engine_detail(code, field))
 }
 
+/// Offset of custody's reject codes (themselves 1001-1099) in the API's code space.
+pub const CUSTODY_CODE_BASE: u32 = 1000;
+
+/// The gRPC code a custody refusal travels with.
+pub fn custody_grpc_code(code: custody::RejectCode) -> Code {
+    use custody::RejectCode as R;
+    match code {
+        R::UnknownWithdrawal | R::UnknownWallet | R::UnknownPolicyChange => Code::NotFound,
+        R::DuplicateId | R::DuplicateAddress => Code::AlreadyExists,
+        R::InitiatorCannotApprove | R::NotAnApprover | R::NotAllowedToCancel => {
+            Code::PermissionDenied
+        }
+        R::TooManyWithdrawals | R::TooManyPendingChanges => Code::ResourceExhausted,
+        R::AmountZero | R::AddressRejected | R::InvalidPolicy | R::AssetMismatch => {
+            Code::InvalidArgument
+        }
+        _ => Code::FailedPrecondition,
+    }
+}
+
+/// The status of a custody refusal (code 1000 + n, name from the variant), with `detail`
+/// appended to the fixed message when not empty.
+pub fn custody_status(code: custody::RejectCode, field: &str, detail: &str) -> Status {
+    let debug = format!("{code:?}");
+    let mut name = String::with_capacity(debug.len() + 4);
+    for (i, ch) in debug.chars().enumerate() {
+        if ch.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(ch.to_ascii_uppercase());
+    }
+    let message = if detail.is_empty() {
+        code.message().to_string()
+    } else {
+        format!("{}: {detail}", code.message())
+    };
+    build_status(
+        custody_grpc_code(code),
+        ErrorDetail {
+            code: CUSTODY_CODE_BASE + u32::from(code.code()),
+            name,
+            message,
+            field: field.into(),
+            retry_after_ms: 0,
+        },
+    )
+}
+
 /// google.rpc.Status, the message gRPC's rich error model puts in `grpc-status-details-bin`.
 #[derive(Clone, PartialEq, prost::Message)]
 struct RpcStatus {
@@ -278,6 +330,17 @@ mod tests {
                 .and_then(|v| v.to_str().ok()),
             Some("1027")
         );
+    }
+
+    #[test]
+    fn custody_codes_are_offset_and_named() {
+        let status = custody_status(custody::RejectCode::InitiatorCannotApprove, "", "");
+        assert_eq!(status.code(), Code::PermissionDenied);
+        let detail = detail_of(&status).expect("detail present");
+        assert_eq!((detail.code, detail.name.as_str()), (2014, "INITIATOR_CANNOT_APPROVE"));
+        let status = custody_status(custody::RejectCode::UnknownWithdrawal, "withdrawal_id", "");
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(detail_of(&status).map(|d| d.code), Some(2012));
     }
 
     #[test]

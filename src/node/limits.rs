@@ -43,3 +43,15 @@ pub const METRICS_REQUEST_BYTES_MAX: usize = 8 * 1024;
 pub const L2_SNAPSHOT_DEPTH: usize = 1000;
 /// Commands between two engine snapshots (a snapshot bounds restart time).
 pub const SNAPSHOT_EVERY_COMMANDS: u64 = 1_000_000;
+/// Withdrawals returned by one ListWithdrawals page at most.
+pub const LIST_WITHDRAWALS_MAX: usize = 500;
+/// Largest amount one withdrawal or deposit may carry, in minor units.
+pub const CUSTODY_AMOUNT_MINOR_MAX: u64 = 1_000_000_000_000_000;
+/// Longest deposit id, client_request_id or originator address, in bytes.
+pub const CUSTODY_ID_BYTES_MAX: usize = 128;
+/// Deposits custody keeps (withdrawals are bounded by `custody::limits::WITHDRAWALS_MAX`).
+pub const CUSTODY_DEPOSITS_MAX: usize = 1_000_000;
+/// Longest line of the custody record log, in bytes (a longer line is damage).
+pub const CUSTODY_RECORD_BYTES_MAX: usize = 64 * 1024;
+/// Least time between two proof-of-reserves publications, in microseconds.
+pub const POR_REFRESH_MIN_US: u64 = 1_000_000;
