@@ -68,18 +68,24 @@ pub(crate) struct Balance {
     pub held: AmountMinor,
 }
 
+// Laid out in declaration order and aligned to 128 bytes: the fields every order and
+// trade reads (id, open order count, touch marks, the order list's pointer) come first and
+// the balances of the low asset ids right after, so that both sit in one aligned pair of
+// cache lines, fetched together; unaligned, the account's header and its balances were two
+// misses apart (`place` stalled on each in the profile).
 #[derive(Clone, Debug)]
+#[repr(C, align(128))]
 pub(crate) struct Account {
     pub id: AccountId,
-    pub bal: [Balance; ASSETS_MAX],
+    pub touched_epoch: u64,
+    pub touched_mask: u32,
     pub open_orders: u32,
     /// Ids of the account's resting orders and stops in id (= placement) order, for mass
     /// cancel and queries (at most `OPEN_ORDERS_PER_ACCOUNT_MAX`). A flat list rather than
     /// links through the orders: closing an order then touches this one buffer instead of
     /// two other orders' records (two cache misses).
     pub order_ids: Vec<OrderId>,
-    pub touched_epoch: u64,
-    pub touched_mask: u32,
+    pub bal: [Balance; ASSETS_MAX],
 }
 
 #[derive(Clone, Debug)]
