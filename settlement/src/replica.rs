@@ -118,13 +118,26 @@ impl<S: BlockStore> Replica<S> {
         timestamp_us: u64,
         batches: Vec<Batch>,
     ) -> Result<Block, ReplicaError> {
+        self.propose_with_outcome(proposer, timestamp_us, batches)
+            .map(|(block, _)| block)
+    }
+
+    /// [`Replica::propose`], also returning what executing the block gives (per-batch results):
+    /// a proposer that is the only validator (the node's single-process mode) uses it to leave
+    /// out transfers that would fail, before their ids are marked failed for good.
+    pub fn propose_with_outcome(
+        &mut self,
+        proposer: ValidatorId,
+        timestamp_us: u64,
+        batches: Vec<Batch>,
+    ) -> Result<(Block, BlockOutcome), ReplicaError> {
         self.ensure_running()?;
         let height = self.height() + 1;
         let outcome = self
             .ledger
             .dry_run(height, timestamp_us, &batches)
             .map_err(|source| ReplicaError::Ledger { height, source })?;
-        Ok(Block {
+        let block = Block {
             header: BlockHeader {
                 version: BLOCK_VERSION,
                 height,
@@ -135,7 +148,8 @@ impl<S: BlockStore> Replica<S> {
                 proposer,
             },
             batches,
-        })
+        };
+        Ok((block, outcome))
     }
 
     /// What a validator checks before voting for a proposal: the header fits the chain, and

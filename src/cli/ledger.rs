@@ -1,10 +1,11 @@
 //! `rempart ledger …` subcommands.
 //!
 //! - `verify --data DIR`: checks a validator's data directory (`genesis.json`, `blocks.log`,
-//!   `applied`): the genesis membership certificates, every block's CRC, hash link, commit
-//!   certificate and transactions root, and replays balances from genesis, checking each
-//!   block's state hash and the ledger invariants. Prints one JSON object; on failure exits
-//!   non-zero with an error naming the bad height. Opens the store read-only.
+//!   `applied`), or a node's (`rempart demo`/`node`: the same files under `DIR/ledger/`): the
+//!   genesis membership certificates, every block's CRC, hash link, commit certificate and
+//!   transactions root, and replays balances from genesis, checking each block's state hash
+//!   and the ledger invariants. Prints one JSON object; on failure exits non-zero with an error
+//!   naming the bad height. Opens the store read-only (safe beside a running node).
 //! - `sample --data DIR --blocks N`: writes a sample chain certified by a 4-validator test
 //!   consortium (deterministic test keys), to try `verify` on.
 //!
@@ -113,7 +114,18 @@ fn read_genesis(data: &Path) -> anyhow::Result<GenesisConfig> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
+/// The directory holding the ledger: `data` itself (a validator's) or `data/ledger` (a node's).
+fn ledger_dir(data: &Path) -> PathBuf {
+    let node = data.join(crate::node::settle::LEDGER_DIR);
+    if !data.join(GENESIS_FILE).exists() && node.join(GENESIS_FILE).exists() {
+        node
+    } else {
+        data.to_path_buf()
+    }
+}
+
 fn verify(data: &Path) -> anyhow::Result<()> {
+    let data = &ledger_dir(data);
     let genesis = read_genesis(data)?;
     let store = FileStore::open_read_only(data)
         .with_context(|| format!("opening the block store in {}", data.display()))?;
@@ -126,6 +138,7 @@ fn verify(data: &Path) -> anyhow::Result<()> {
         "state_hash": hex::encode(report.state_hash),
         "accounts": report.accounts,
         "transfers": report.transfers,
+        "data": data.display().to_string(),
     });
     println!("{out}");
     Ok(())

@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use matching_engine::journal::{JournalOptions, JournalWriter, Ticket, WriterOptions};
 use matching_engine::recovery::{self, JOURNAL_DIR, RecoveryOptions, SNAPSHOTS_KEPT_DEFAULT};
@@ -25,9 +25,11 @@ use super::errors::ApiReject;
 use super::hub::{ASSETS, Hub};
 use super::limits::{
     ACK_QUEUE_DEPTH, ENGINE_BATCH_MAX, ENGINE_QUEUE_DEPTH, MARKET_DATA_BUFFER,
-    SNAPSHOT_EVERY_COMMANDS,
+    SHUTDOWN_SETTLE_WAIT_MS, SNAPSHOT_EVERY_COMMANDS, SNAPSHOT_RETRY_COMMANDS,
+    SNAPSHOT_SETTLE_WAIT_MS,
 };
 use super::metrics::Metrics;
+use super::settle::{SettleItem, TradeFeed, trades_of};
 
 /// The account credited with every fee.
 pub const FEE_ACCOUNT: u64 = 9;
@@ -133,7 +135,11 @@ fn now_us() -> u64 {
 
 /// Recovers the engine from `data_dir` and starts the engine and acknowledgement threads.
 /// Returns the handle, the threads, and whether the data directory was empty (fresh).
-pub fn start(data_dir: &Path, metrics: Metrics) -> anyhow::Result<(Core, CoreThreads, bool)> {
+pub fn start(
+    data_dir: &Path,
+    metrics: Metrics,
+    feed: TradeFeed,
+) -> anyhow::Result<(Core, CoreThreads, bool)> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| anyhow::anyhow!("data dir {}: {e}", data_dir.display()))?;
     let recovered = recovery::recover(
@@ -163,6 +169,8 @@ pub fn start(data_dir: &Path, metrics: Metrics) -> anyhow::Result<(Core, CoreThr
     let (md_tx, _) = broadcast::channel(MARKET_DATA_BUFFER);
     let hub = Arc::new(Mutex::new(Hub::from_engine(&engine, md_tx.clone())));
     metrics.durable_seq.set(engine.last_seq() as i64);
+    // Everything recovered is durable; the settler settles what of it is not on the ledger.
+    feed.durable(engine.last_seq());
     let writer = JournalWriter::spawn(recovered.journal, WriterOptions::default())
         .map_err(|e| anyhow::anyhow!("journal writer: {e}"))?;
     let (tx, rx) = mpsc::channel(ENGINE_QUEUE_DEPTH);
@@ -173,6 +181,7 @@ pub fn start(data_dir: &Path, metrics: Metrics) -> anyhow::Result<(Core, CoreThr
         let snapshots = recovered.snapshots;
         let journal_dir = data_dir.join(JOURNAL_DIR);
         let failed = failed.clone();
+        let feed = feed.clone();
         std::thread::Builder::new()
             .name("engine".into())
             .spawn(move || {
@@ -184,6 +193,7 @@ pub fn start(data_dir: &Path, metrics: Metrics) -> anyhow::Result<(Core, CoreThr
                     &metrics,
                     &snapshots,
                     &journal_dir,
+                    &feed,
                 );
                 if r.is_err() {
                     failed.store(true, Ordering::SeqCst);
@@ -197,7 +207,7 @@ pub fn start(data_dir: &Path, metrics: Metrics) -> anyhow::Result<(Core, CoreThr
         let failed = failed.clone();
         std::thread::Builder::new()
             .name("ack".into())
-            .spawn(move || ack_loop(ack_rx, &hub, &metrics, &failed))?
+            .spawn(move || ack_loop(ack_rx, &hub, &metrics, &failed, &feed))?
     };
     Ok((
         Core {
@@ -223,9 +233,11 @@ fn engine_loop(
     metrics: &Metrics,
     snapshots: &SnapshotStore,
     journal_dir: &Path,
+    feed: &TradeFeed,
 ) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(ENGINE_BATCH_MAX);
     let mut since_snapshot = 0u64;
+    let mut snapshot_wait_at = SNAPSHOT_EVERY_COMMANDS;
     let mut stopping = false;
     while !stopping {
         let Some(first) = rx.blocking_recv() else {
@@ -315,12 +327,28 @@ fn engine_loop(
         }
         since_snapshot += commands;
         if since_snapshot >= SNAPSHOT_EVERY_COMMANDS {
-            writer
-                .wait_durable(engine.last_seq())
-                .map_err(|e| anyhow::anyhow!("journal: {e}"))?;
-            recovery::take_snapshot(snapshots, journal_dir, &engine, engine.last_seq())
-                .map_err(|e| anyhow::anyhow!("snapshot: {e}"))?;
-            since_snapshot = 0;
+            // A snapshot never gets ahead of settlement: the settler re-derives unsettled
+            // trades by replaying the journal from a snapshot at or below the settled seq, and
+            // snapshots prune the journal before them. Under settlement lag the snapshot waits
+            // (briefly, then again every SNAPSHOT_RETRY_COMMANDS), never order entry.
+            let seq = engine.last_seq();
+            let mut settled = feed.settled_seq() >= seq;
+            if !settled && since_snapshot >= snapshot_wait_at {
+                writer
+                    .wait_durable(seq)
+                    .map_err(|e| anyhow::anyhow!("journal: {e}"))?;
+                settled = feed.wait_settled(seq, Duration::from_millis(SNAPSHOT_SETTLE_WAIT_MS));
+                snapshot_wait_at = since_snapshot + SNAPSHOT_RETRY_COMMANDS;
+            }
+            if settled {
+                writer
+                    .wait_durable(seq)
+                    .map_err(|e| anyhow::anyhow!("journal: {e}"))?;
+                recovery::take_snapshot(snapshots, journal_dir, &engine, seq)
+                    .map_err(|e| anyhow::anyhow!("snapshot: {e}"))?;
+                since_snapshot = 0;
+                snapshot_wait_at = SNAPSHOT_EVERY_COMMANDS;
+            }
         }
     }
     // Refuse what is still queued, then flush the journal and leave a snapshot so the next
@@ -332,8 +360,19 @@ fn engine_loop(
         .map_err(|e| anyhow::anyhow!("closing the journal: {e}"))?;
     drop(ack_tx);
     if engine.last_seq() > 0 {
-        recovery::take_snapshot(snapshots, journal_dir, &engine, journal.durable_seq())
-            .map_err(|e| anyhow::anyhow!("snapshot at shutdown: {e}"))?;
+        if feed.wait_settled(
+            engine.last_seq(),
+            Duration::from_millis(SHUTDOWN_SETTLE_WAIT_MS),
+        ) {
+            recovery::take_snapshot(snapshots, journal_dir, &engine, journal.durable_seq())
+                .map_err(|e| anyhow::anyhow!("snapshot at shutdown: {e}"))?;
+        } else {
+            tracing::warn!(
+                seq = engine.last_seq(),
+                settled = feed.settled_seq(),
+                "no snapshot at shutdown: settlement is behind (the next start replays the journal)"
+            );
+        }
     }
     tracing::info!(seq = engine.last_seq(), "engine stopped, journal flushed");
     Ok(())
@@ -344,14 +383,16 @@ fn ack_loop(
     hub: &Mutex<Hub>,
     metrics: &Metrics,
     failed: &AtomicBool,
+    feed: &TradeFeed,
 ) {
+    let mut items = Vec::new();
     for batch in rx {
         metrics.ack_queue_depth.dec();
         let durable = match &batch.ticket {
             Some(t) => t.wait().map(|_| Some(t.seq())),
             None => Ok(None),
         };
-        match durable {
+        let durable_seq = match durable {
             Err(e) => {
                 tracing::error!(error = %e, "journal failed; refusing every further command");
                 failed.store(true, Ordering::SeqCst);
@@ -362,16 +403,33 @@ fn ack_loop(
                 }
                 continue;
             }
-            Ok(Some(seq)) => metrics.durable_seq.set(seq as i64),
-            Ok(None) => {}
-        }
+            Ok(Some(seq)) => {
+                metrics.durable_seq.set(seq as i64);
+                Some(seq)
+            }
+            Ok(None) => None,
+        };
         {
             let mut hub = hub.lock().unwrap_or_else(|e| e.into_inner());
             for r in &batch.replies {
                 if let Reply::Command { cmd, events, .. } = r {
                     hub.apply(cmd, events);
+                    let trades = trades_of(cmd, events, |m| hub.markets.get(&m).map(|md| md.cfg));
+                    if !trades.is_empty() {
+                        items.push(SettleItem {
+                            seq: cmd.seq,
+                            trades,
+                        });
+                    }
                 }
             }
+        }
+        // Durable trades go to settlement (never blocking), then the durable mark moves.
+        for item in items.drain(..) {
+            feed.publish(item);
+        }
+        if let Some(seq) = durable_seq {
+            feed.durable(seq);
         }
         for r in batch.replies {
             match r {

@@ -38,6 +38,12 @@ pub enum ApiReject {
     KycRequired = 9040,
     NotWired = 9050,
     ShuttingDown = 9060,
+    LedgerUnknownTransfer = 9080,
+    LedgerUnknownBlock = 9081,
+    LedgerResultTooLarge = 9082,
+    LedgerRefused = 9083,
+    LedgerBusy = 9084,
+    LedgerStopped = 9085,
     NotInProof = 9070,
     Internal = 9099,
 }
@@ -67,6 +73,12 @@ impl ApiReject {
             ApiReject::KycRequired => "KYC_REQUIRED",
             ApiReject::NotWired => "NOT_WIRED",
             ApiReject::ShuttingDown => "SHUTTING_DOWN",
+            ApiReject::LedgerUnknownTransfer => "LEDGER_UNKNOWN_TRANSFER",
+            ApiReject::LedgerUnknownBlock => "LEDGER_UNKNOWN_BLOCK",
+            ApiReject::LedgerResultTooLarge => "LEDGER_RESULT_TOO_LARGE",
+            ApiReject::LedgerRefused => "LEDGER_REFUSED",
+            ApiReject::LedgerBusy => "LEDGER_BUSY",
+            ApiReject::LedgerStopped => "LEDGER_STOPPED",
             ApiReject::NotInProof => "NOT_IN_PROOF",
             ApiReject::Internal => "INTERNAL",
         }
@@ -93,6 +105,12 @@ impl ApiReject {
             }
             ApiReject::NotWired => "not wired in this node yet",
             ApiReject::ShuttingDown => "node is shutting down",
+            ApiReject::LedgerUnknownTransfer => "no such transfer on the ledger",
+            ApiReject::LedgerUnknownBlock => "no block at this height",
+            ApiReject::LedgerResultTooLarge => "the answer would exceed its bound",
+            ApiReject::LedgerRefused => "the ledger refused the transfer",
+            ApiReject::LedgerBusy => "the settlement queue is full",
+            ApiReject::LedgerStopped => "the ledger is not running",
             ApiReject::NotInProof => "the account has no leaf in the latest proof of reserves",
             ApiReject::Internal => "internal failure",
         }
@@ -113,6 +131,11 @@ impl ApiReject {
             | ApiReject::FieldTooLong => Code::InvalidArgument,
             ApiReject::UnknownOrder | ApiReject::NotInProof => Code::NotFound,
             ApiReject::KycRequired => Code::FailedPrecondition,
+            ApiReject::LedgerUnknownTransfer | ApiReject::LedgerUnknownBlock => Code::NotFound,
+            ApiReject::LedgerResultTooLarge => Code::OutOfRange,
+            ApiReject::LedgerRefused => Code::FailedPrecondition,
+            ApiReject::LedgerBusy => Code::ResourceExhausted,
+            ApiReject::LedgerStopped => Code::Unavailable,
             ApiReject::NotWired => Code::Unimplemented,
             ApiReject::ShuttingDown => Code::Unavailable,
             ApiReject::Internal => Code::Internal,
@@ -337,7 +360,10 @@ mod tests {
         let status = custody_status(custody::RejectCode::InitiatorCannotApprove, "", "");
         assert_eq!(status.code(), Code::PermissionDenied);
         let detail = detail_of(&status).expect("detail present");
-        assert_eq!((detail.code, detail.name.as_str()), (2014, "INITIATOR_CANNOT_APPROVE"));
+        assert_eq!(
+            (detail.code, detail.name.as_str()),
+            (2014, "INITIATOR_CANNOT_APPROVE")
+        );
         let status = custody_status(custody::RejectCode::UnknownWithdrawal, "withdrawal_id", "");
         assert_eq!(status.code(), Code::NotFound);
         assert_eq!(detail_of(&status).map(|d| d.code), Some(2012));

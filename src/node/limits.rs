@@ -55,3 +55,34 @@ pub const CUSTODY_DEPOSITS_MAX: usize = 1_000_000;
 pub const CUSTODY_RECORD_BYTES_MAX: usize = 64 * 1024;
 /// Least time between two proof-of-reserves publications, in microseconds.
 pub const POR_REFRESH_MIN_US: u64 = 1_000_000;
+/// Transfers in one block of the node's ledger (a block must fit in one gRPC message when
+/// served by Ledger.GetBlock, ~250 bytes per transfer).
+pub const LEDGER_BLOCK_TRANSFERS_MAX: usize = 192;
+/// A block is cut at most this long after the first transfer started waiting.
+pub const LEDGER_BLOCK_INTERVAL_MS: u64 = 20;
+/// Durable commands with trades queued for settlement; beyond it they are dropped from the
+/// queue and re-derived from the journal (order entry never waits for settlement).
+pub const LEDGER_FEED_DEPTH: usize = 16 * 1024;
+/// Trades taken from the queue and waiting for a block.
+pub const LEDGER_PENDING_TRADES_MAX: usize = 8 * 1024;
+/// Deposits and withdrawals waiting for a block; beyond it callers are refused (LEDGER_BUSY).
+pub const LEDGER_DIRECT_QUEUE_DEPTH: usize = 4 * 1024;
+/// Seconds before a trade the gate did not approve (or the ledger would refuse) is retried.
+pub const LEDGER_GATE_RETRY_S: u64 = 30;
+/// Shortest interval between two writes of the settled-seq file.
+pub const LEDGER_SETTLED_WRITE_MS: u64 = 50;
+/// Transfers returned by Accounts.ListTransfers when the page size is 0.
+pub const LIST_TRANSFERS_DEFAULT: usize = 100;
+/// Transfers returned by Accounts.ListTransfers at most.
+pub const LIST_TRANSFERS_MAX: usize = 1000;
+/// Movements one ListTransfers page scans at most (with an asset filter).
+pub const LEDGER_LIST_SCAN_MAX: usize = 100_000;
+/// Movements one statement lists at most.
+pub const LEDGER_STATEMENT_MOVEMENTS_MAX: usize = 1000;
+/// How long the engine thread waits for settlement to reach a due snapshot's seq.
+pub const SNAPSHOT_SETTLE_WAIT_MS: u64 = 100;
+/// Commands between two such waits while settlement lags (the snapshot is retried without
+/// waiting after every batch in between).
+pub const SNAPSHOT_RETRY_COMMANDS: u64 = 250_000;
+/// How long the shutdown snapshot waits for settlement to catch up (else it is skipped).
+pub const SHUTDOWN_SETTLE_WAIT_MS: u64 = 10_000;

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,6 +36,16 @@ pub struct Metrics {
     pub durable_seq: IntGauge,
     /// Open streaming RPCs.
     pub open_streams: IntGauge,
+    /// Durable engine seq minus the seq whose trades are all settled on the ledger.
+    pub settlement_lag_seq: IntGauge,
+    /// Age of the oldest trade waiting for settlement, in seconds (0 when none waits).
+    pub settlement_lag_seconds: Gauge,
+    /// Trades the gate or the ledger did not accept yet (retried).
+    pub settlement_blocked_trades: IntGauge,
+    /// Height of the node's ledger.
+    pub ledger_height: IntGauge,
+    /// Transfers settled on the ledger.
+    pub settled_transfers: IntCounter,
 }
 
 impl Metrics {
@@ -71,6 +81,21 @@ impl Metrics {
         )?;
         let durable_seq = IntGauge::new("journal_durable_seq", "Last durable journal sequence")?;
         let open_streams = IntGauge::new("open_streams", "Open streaming RPCs")?;
+        let settlement_lag_seq = IntGauge::new(
+            "settlement_lag_seq",
+            "Durable engine seq minus the seq whose trades are all settled on the ledger",
+        )?;
+        let settlement_lag_seconds = Gauge::new(
+            "settlement_lag_seconds",
+            "Age of the oldest trade waiting for settlement",
+        )?;
+        let settlement_blocked_trades = IntGauge::new(
+            "settlement_blocked_trades",
+            "Trades the gate or the ledger did not accept yet (retried)",
+        )?;
+        let ledger_height = IntGauge::new("ledger_height", "Height of the node's ledger")?;
+        let settled_transfers =
+            IntCounter::new("settled_transfers_total", "Transfers settled on the ledger")?;
         registry.register(Box::new(order_latency.clone()))?;
         registry.register(Box::new(engine_queue_depth.clone()))?;
         registry.register(Box::new(ack_queue_depth.clone()))?;
@@ -79,6 +104,11 @@ impl Metrics {
         registry.register(Box::new(rejects.clone()))?;
         registry.register(Box::new(durable_seq.clone()))?;
         registry.register(Box::new(open_streams.clone()))?;
+        registry.register(Box::new(settlement_lag_seq.clone()))?;
+        registry.register(Box::new(settlement_lag_seconds.clone()))?;
+        registry.register(Box::new(settlement_blocked_trades.clone()))?;
+        registry.register(Box::new(ledger_height.clone()))?;
+        registry.register(Box::new(settled_transfers.clone()))?;
         Ok(Metrics {
             registry,
             order_latency,
@@ -89,6 +119,11 @@ impl Metrics {
             rejects,
             durable_seq,
             open_streams,
+            settlement_lag_seq,
+            settlement_lag_seconds,
+            settlement_blocked_trades,
+            ledger_height,
+            settled_transfers,
         })
     }
 

@@ -8,6 +8,8 @@
 //! - `gateway`: the tower layer (rate limits per IP and key, authentication), stream limits.
 //! - `services`: the `rempart.v1` services; `compliance`: kyc-aml wired in (gate, KYC store,
 //!   cases, the Compliance service).
+//! - `settle`: the single-validator ledger (trades and transfers settled as gated, signed,
+//!   certified blocks), the Ledger service and the ledger half of Accounts.
 //! - `errors`: reject codes to gRPC statuses; `decimal`: decimal strings at the edge.
 //! - `metrics`: Prometheus; `config`: the `node --config` file; `limits`: every bound.
 
@@ -22,6 +24,7 @@ pub mod hub;
 pub mod limits;
 pub mod metrics;
 pub mod services;
+pub mod settle;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -107,6 +110,7 @@ pub struct RunningNode {
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     core: core::Core,
     threads: Option<core::CoreThreads>,
+    ledger: settle::LedgerHub,
 }
 
 async fn seed_demo(core: &core::Core) -> anyhow::Result<()> {
@@ -133,7 +137,8 @@ async fn seed_demo(core: &core::Core) -> anyhow::Result<()> {
 /// binds the listeners and serves until [`RunningNode::shutdown`].
 pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
     let metrics = metrics::Metrics::new()?;
-    let (core, threads, fresh) = core::start(&options.data_dir, metrics.clone())?;
+    let (feed, feed_rx) = settle::feed(&options.data_dir)?;
+    let (core, threads, fresh) = core::start(&options.data_dir, metrics.clone(), feed)?;
     let keys = auth::KeyStore::open(&options.data_dir)?;
     let mut new_keys = Vec::new();
     if fresh && options.demo {
@@ -185,11 +190,28 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
             .collect();
         compliance.onboard_demo(&parties).await?;
     }
+    let ledger = settle::LedgerHub::open(
+        settle::LedgerOptions {
+            data_dir: options.data_dir.clone(),
+            compliance: compliance.clone(),
+            metrics: metrics.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        },
+        feed_rx,
+    )?;
+    if options.demo {
+        let deposits: Vec<(u64, u16, u64)> = DEMO_PARTIES
+            .iter()
+            .flat_map(|p| p.3.iter().map(move |(asset, amount)| (p.1, *asset, *amount)))
+            .collect();
+        ledger.seed_demo_deposits(&compliance, &deposits).await?;
+    }
     let ctx = Ctx {
         core: core.clone(),
         gateway: gateway.clone(),
         shutdown: shutdown_rx.clone(),
         compliance: compliance.clone(),
+        ledger: ledger.clone(),
     };
 
     let metrics_listener = metrics::bind(options.metrics_listen).await?;
@@ -265,7 +287,11 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
             compliance::ComplianceSvc(ctx.clone())
         )))
         .add_service(limited!(pb::ledger_server::LedgerServer::new(
-            services::LedgerSvc
+            settle::LedgerSvc {
+                ledger: ledger.clone(),
+                gateway: ctx.gateway.clone(),
+                shutdown: shutdown_rx.clone(),
+            }
         )));
 
     let listener = tokio::net::TcpListener::bind(options.listen)
@@ -286,6 +312,7 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
         server,
         core,
         threads: Some(threads),
+        ledger,
     })
 }
 
@@ -303,11 +330,15 @@ impl RunningNode {
                 self.server.abort();
             }
         }
+        // Every acknowledged trade settles before the engine's final snapshot (which must not
+        // get ahead of settlement); what does not in time is settled at the next start.
+        self.ledger.drain(Duration::from_secs(10)).await;
         self.core.stop().await;
         let threads = self.threads.take();
         if let Some(t) = threads {
             tokio::task::spawn_blocking(move || t.join()).await??;
         }
+        self.ledger.stop().await;
         Ok(())
     }
 }

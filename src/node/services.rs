@@ -1,8 +1,9 @@
 //! The gRPC services of `rempart.v1`: request validation, role and ownership checks, and the
 //! translation between protobuf messages and engine commands and events.
 //!
-//! Custody and Ledger check roles and then answer UNIMPLEMENTED with the stable code NOT_WIRED
-//! until their crates are connected; Compliance lives in `node::compliance`. Every order is
+//! Custody checks roles and then answers UNIMPLEMENTED with the stable code NOT_WIRED until
+//! its crate is connected; Compliance lives in `node::compliance`, Ledger (and the ledger half
+//! of Accounts: ListTransfers, GetStatement) in `node::settle`. Every order is
 //! refused with KYC_REQUIRED unless compliance says its account may trade.
 
 use std::pin::Pin;
@@ -43,9 +44,10 @@ pub struct Ctx {
     pub gateway: Arc<Gateway>,
     pub shutdown: watch::Receiver<bool>,
     pub compliance: super::compliance::Compliance,
+    pub ledger: super::settle::LedgerHub,
 }
 
-fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
+pub(super) fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
     req.extensions()
         .get::<Caller>()
         .cloned()
@@ -862,8 +864,10 @@ impl pb::accounts_server::Accounts for AccountsSvc {
         req: Request<pb::ListTransfersRequest>,
     ) -> Result<Response<pb::ListTransfersResponse>, Status> {
         let c = caller(&req)?;
-        c.account_for(&req.get_ref().account_id, READERS)?;
-        Err(ApiReject::NotWired.status("", "transfers come from the settlement ledger"))
+        let account = c.account_for(&req.get_ref().account_id, READERS)?;
+        Ok(Response::new(
+            self.0.ledger.list_transfers(account, req.get_ref())?,
+        ))
     }
 
     async fn get_statement(
@@ -871,8 +875,13 @@ impl pb::accounts_server::Accounts for AccountsSvc {
         req: Request<pb::GetStatementRequest>,
     ) -> Result<Response<pb::Statement>, Status> {
         let c = caller(&req)?;
-        c.account_for(&req.get_ref().account_id, READERS)?;
-        Err(ApiReject::NotWired.status("", "statements come from the settlement ledger"))
+        let account = c.account_for(&req.get_ref().account_id, READERS)?;
+        Ok(Response::new(
+            self.0
+                .ledger
+                .statement(&self.0.core, account, req.get_ref())
+                .await?,
+        ))
     }
 }
 
@@ -1220,37 +1229,5 @@ impl pb::custody_server::Custody for CustodySvc {
         let c = caller(&req)?;
         c.account_for(&req.get_ref().account_id, READERS)?;
         Err(not_wired(CUSTODY_MSG))
-    }
-}
-
-/// `rempart.v1.Ledger`: roles checked, then NOT_WIRED.
-#[derive(Debug, Clone)]
-pub struct LedgerSvc;
-
-const LEDGER_MSG: &str = "the settlement ledger is not connected to this node yet";
-
-#[tonic::async_trait]
-impl pb::ledger_server::Ledger for LedgerSvc {
-    async fn get_block(
-        &self,
-        req: Request<pb::GetBlockRequest>,
-    ) -> Result<Response<pb::Block>, Status> {
-        caller(&req)?.require(READERS)?;
-        Err(not_wired(LEDGER_MSG))
-    }
-    async fn get_transfer(
-        &self,
-        req: Request<pb::GetTransferRequest>,
-    ) -> Result<Response<pb::LedgerTransfer>, Status> {
-        caller(&req)?;
-        Err(not_wired(LEDGER_MSG))
-    }
-    type StreamBlocksStream = BoxStream<pb::Block>;
-    async fn stream_blocks(
-        &self,
-        req: Request<pb::StreamBlocksRequest>,
-    ) -> Result<Response<Self::StreamBlocksStream>, Status> {
-        caller(&req)?.require(READERS)?;
-        Err(not_wired(LEDGER_MSG))
     }
 }
