@@ -679,14 +679,20 @@ impl Engine {
         let m = &mut self.markets[mi as usize];
         if m.touched_epoch != self.epoch {
             m.touched_epoch = self.epoch;
-            m.bbo_before = m.bbo();
+            // Only the `Bbo` event reads it; the market is still listed for the reference
+            // price and the uncrossed check at the end of the command.
+            if self.market_data {
+                m.bbo_before = m.bbo();
+            }
             self.touched_markets.push(mi);
         }
     }
 
     /// Records a level's aggregate before its first change in this command (call before
     /// changing it; a level created later in the command starts from zero). Returns the
-    /// level's index, if it exists, to spare the caller a second lookup.
+    /// level's index, if it exists, to spare the caller a second lookup. Inlined, so that a
+    /// replay, which records nothing, drops the lookup where the caller ignores it.
+    #[inline]
     pub(crate) fn touch_level(&mut self, mi: u32, side: Side, price: PriceTicks) -> Option<u32> {
         let epoch = self.epoch;
         let market_data = self.market_data;
