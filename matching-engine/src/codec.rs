@@ -103,20 +103,18 @@ impl<'a> Reader<'a> {
             let w = u64::from_le_bytes(word);
             let stops = !w & 0x8080_8080_8080_8080;
             if stops != 0 {
-                let len = (stops.trailing_zeros() / 8 + 1) as usize;
-                if len > 1 && (w >> (8 * (len - 1))) & 0xff == 0 {
-                    return self.err(self.pos + len - 1, "varint not in its shortest form");
-                }
-                let keep = if len == 8 {
-                    u64::MAX
-                } else {
-                    (1u64 << (8 * len)) - 1
-                };
+                // The lowest stop bit is bit 8 × len - 1; `keep` masks the varint's bytes.
+                let len = ((stops.trailing_zeros() + 1) / 8) as usize;
+                let keep = stops ^ (stops - 1);
                 // Squeeze out the continuation bits: 7-bit groups to 14, 28, then 56 bits.
                 let x = w & keep & 0x7f7f_7f7f_7f7f_7f7f;
                 let x = ((x & 0x7f00_7f00_7f00_7f00) >> 1) | (x & 0x007f_007f_007f_007f);
                 let x = ((x & 0x3fff_0000_3fff_0000) >> 2) | (x & 0x0000_3fff_0000_3fff);
                 let x = ((x & 0x0fff_ffff_0000_0000) >> 4) | (x & 0x0000_0000_0fff_ffff);
+                // Shortest form: the last byte (the highest 7-bit group) is not zero.
+                if len > 1 && x >> (7 * (len - 1)) == 0 {
+                    return self.err(self.pos + len - 1, "varint not in its shortest form");
+                }
                 self.pos += len;
                 return Ok(x);
             }
