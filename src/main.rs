@@ -8,11 +8,13 @@
 //! - `cli::node`: `rempart demo`, `rempart node --config FILE`.
 //! - `cli::bench_api`: `rempart bench-api` (the gRPC API benchmark).
 //! - `node`: the exchange node itself (engine path, gRPC API, auth, limits, metrics).
+//! - `telemetry`: logs and OpenTelemetry (OTLP) trace export.
 //!
 //! Each area's module owns its subcommands; this file only dispatches.
 
 mod cli;
 mod node;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 

@@ -144,6 +144,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let dir = tempfile::tempdir()?;
         let running = node::start(NodeOptions {
+            otlp_endpoint: None,
             listen: "127.0.0.1:0".parse()?,
             metrics_listen: "127.0.0.1:0".parse()?,
             data_dir: dir.path().to_path_buf(),

@@ -38,6 +38,10 @@ pub struct DemoArgs {
     /// Orders per second per account.
     #[arg(long, default_value_t = RateLimits::default().orders_per_account)]
     pub orders_per_account: u32,
+    /// OpenTelemetry collector (OTLP over gRPC, e.g. http://127.0.0.1:4317); off when unset.
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` is read when this is absent.
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// `rempart node` options.
@@ -48,22 +52,14 @@ pub struct NodeArgs {
     pub config: PathBuf,
 }
 
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .try_init();
-}
-
 fn serve(options: NodeOptions) -> anyhow::Result<()> {
-    init_tracing();
+    let telemetry = crate::telemetry::init(
+        crate::telemetry::endpoint_from(options.otlp_endpoint.as_deref()).as_deref(),
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         let data_dir = options.data_dir.clone();
         let running = node::start(options).await?;
         node::print_banner(&running, &data_dir);
@@ -72,7 +68,11 @@ fn serve(options: NodeOptions) -> anyhow::Result<()> {
         running.shutdown().await?;
         tracing::info!("stopped cleanly");
         Ok(())
-    })
+    });
+    drop(runtime);
+    // Outside any runtime: the exporter's own runtime is dropped here.
+    telemetry.shutdown();
+    outcome
 }
 
 /// Runs the demo node until SIGTERM or ctrl-c.
@@ -93,6 +93,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             orders_per_account: args.orders_per_account,
         },
         demo: true,
+        otlp_endpoint: args.otlp_endpoint,
     })
 }
 

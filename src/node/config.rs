@@ -110,11 +110,8 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<
             "pkcs11_module is set, but the HSM signer is not wired into the node in this build"
         );
     }
-    if c.otlp_endpoint.is_some() {
-        anyhow::bail!(
-            "otlp_endpoint is set, but OpenTelemetry export is not built in; use the Prometheus \
-             endpoint (metrics_listen) and the tracing logs"
-        );
+    if let Some(e) = &c.otlp_endpoint {
+        crate::telemetry::validate_endpoint(e)?;
     }
     let addr = |name: &str, v: Option<&str>, default: &str| -> anyhow::Result<SocketAddr> {
         v.unwrap_or(default)
@@ -171,6 +168,7 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<
         tls,
         limits,
         demo: false,
+        otlp_endpoint: c.otlp_endpoint,
     })
 }
 
@@ -210,6 +208,10 @@ mod tests {
                 "does not exist",
             ),
             ("listen = \"nope\"\ndata_dir = \"/x\"", "listen"),
+            (
+                "data_dir = \"/x\"\notlp_endpoint = \"collector:4317\"",
+                "otlp_endpoint",
+            ),
             ("data_dir = \"/x\"\nunknown = 1", "unknown"),
             ("role = \"gateway\"", "data_dir"),
         ];

@@ -8,6 +8,7 @@ use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use tracing::Instrument as _;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -225,16 +226,22 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let gateway = self.gateway.clone();
-        Box::pin(async move {
-            match gateway.admit(&mut req).await {
-                Ok(()) => inner.call(req).await,
-                Err(status) => {
-                    if let Some(d) = detail_of(&status) {
-                        gateway.metrics.reject(d.code);
+        // One span per call (a stream is one call): exported when OpenTelemetry is on, free
+        // when nothing listens. It names the method only; never a credential or a payload.
+        let span = tracing::info_span!("rpc", rpc.system = "grpc", rpc.method = %req.uri().path());
+        Box::pin(
+            async move {
+                match gateway.admit(&mut req).await {
+                    Ok(()) => inner.call(req).await,
+                    Err(status) => {
+                        if let Some(d) = detail_of(&status) {
+                            gateway.metrics.reject(d.code);
+                        }
+                        Ok(status.into_http())
                     }
-                    Ok(status.into_http())
                 }
             }
-        })
+            .instrument(span),
+        )
     }
 }

@@ -58,6 +58,8 @@ pub struct NodeOptions {
     pub limits: RateLimits,
     /// Seed the demo markets, accounts and keys into an empty data directory.
     pub demo: bool,
+    /// OpenTelemetry OTLP/gRPC collector (`http://host:4317`); `None` = no export.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// A demo party: name, account, roles, deposits (asset, minor units).
