@@ -1003,6 +1003,10 @@ impl LedgerHub {
 
 /// A trade waiting for a block, keyed by (seq, index).
 type TradeKey = (u64, u32);
+/// A trade with its legs and, for each leg, the engine account that pays.
+type TradeLegs = (TradeKey, SettleTrade, Vec<(Transfer, u64)>);
+/// The gate's answer for one trade: (decision hash, approval) per leg, or why not.
+type GateAnswer = Result<Vec<([u8; 32], GateApproval)>, String>;
 
 #[derive(Debug)]
 struct Settler {
@@ -1228,7 +1232,7 @@ impl Settler {
         let take = self.direct.len().min(LEDGER_BLOCK_TRANSFERS_MAX);
         let directs: Vec<Direct> = self.direct.drain(..take).collect();
         let mut budget = LEDGER_BLOCK_TRANSFERS_MAX - take;
-        let mut trades: Vec<(TradeKey, SettleTrade, Vec<(Transfer, u64)>)> = Vec::new();
+        let mut trades: Vec<TradeLegs> = Vec::new();
         while let Some((&key, &trade)) = self.pending.first_key_value() {
             let legs = trade_transfers(&trade);
             if legs.len() > budget {
@@ -1377,10 +1381,7 @@ impl Settler {
 
     /// Asks the gate about every leg of every trade, concurrently on the runtime. Per trade:
     /// the (decision hash, approval) of each leg, or why it is not approved.
-    fn gate(
-        &self,
-        trades: &[(TradeKey, SettleTrade, Vec<(Transfer, u64)>)],
-    ) -> anyhow::Result<Vec<Result<Vec<([u8; 32], GateApproval)>, String>>> {
+    fn gate(&self, trades: &[TradeLegs]) -> anyhow::Result<Vec<GateAnswer>> {
         if trades.is_empty() {
             return Ok(Vec::new());
         }
