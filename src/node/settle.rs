@@ -1235,6 +1235,15 @@ impl Settler {
         let mut trades: Vec<TradeLegs> = Vec::new();
         while let Some((&key, &trade)) = self.pending.first_key_value() {
             let legs = trade_transfers(&trade);
+            // Already on the ledger (settled before a crash moved the watermark): a linked
+            // chain submitted again would not be `exists` but fail as a whole.
+            if legs
+                .first()
+                .is_some_and(|(leg, _)| self.hub.transfer(leg.id).is_some())
+            {
+                self.pending.remove(&key);
+                continue;
+            }
             if legs.len() > budget {
                 break;
             }
@@ -1297,6 +1306,9 @@ impl Settler {
         let mut replies: Vec<Option<Result<u64, Status>>> = directs.iter().map(|_| None).collect();
         // Propose; leave out whatever would fail (so no id is marked failed), then commit.
         let committed = loop {
+            if entries.is_empty() {
+                break None;
+            }
             let (block, outcome, owners) = self.propose(&entries)?;
             let mut failed_direct = Vec::new();
             let mut failed_trades = Vec::new();
@@ -1351,9 +1363,6 @@ impl Settler {
                     }
                     entries.retain(|(_, o)| !matches!(o, Owner::Trade(x) if *x == k));
                 }
-            }
-            if entries.is_empty() {
-                break None;
             }
         };
         if let Some((block, _)) = committed {
