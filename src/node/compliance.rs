@@ -8,8 +8,9 @@
 //!   `REMPART_KEYSTORE_PASSPHRASE`; the demo falls back to a fixed passphrase and warns), the
 //!   store (SQLite `<data_dir>/compliance/kyc.sqlite`, or PostgreSQL when
 //!   `REMPART_KYC_POSTGRES` names one), the screener (a small embedded demo list, plus the UN
-//!   consolidated list when `REMPART_UNSC_XML` names its XML), the default monitoring rules,
-//!   and the trusted issuers (`REMPART_KYC_ISSUERS="id:hex-ed25519-public-key,..."`; the demo
+//!   consolidated list when `REMPART_UNSC_XML` names its XML), the monitoring rules (the
+//!   defaults, `REMPART_KYC_RULES`, or the demo's scaled copy, see [`DEMO_SCALE`]), and the
+//!   trusted issuers (`REMPART_KYC_ISSUERS="id:hex-ed25519-public-key,..."`; the demo
 //!   adds its own provider, whose key it keeps in `<data_dir>/compliance/demo-provider.key`).
 //! - [`Compliance::check`]: a transfer through the gate; a hold opens a case.
 //! - [`Compliance::may_trade`]: the cheap per-order check (active tier, not frozen), answered
@@ -57,6 +58,7 @@ use zeroize::Zeroizing;
 
 use super::auth::Caller;
 use super::core::Core;
+use super::decimal::canonical;
 use super::errors::{ApiReject, KYC_CODE_BASE, build_status};
 use super::hub::{asset_code, asset_decimals, timestamp};
 use super::services::Ctx;
@@ -81,8 +83,10 @@ pub const RATES_ENV: &str = "REMPART_KYC_EUR_RATES";
 pub const GOAML_ENTITY_ENV: &str = "REMPART_GOAML_ENTITY";
 /// Our own VASP's LEI, written into travel-rule data.
 pub const VASP_LEI_ENV: &str = "REMPART_VASP_LEI";
-/// PostgreSQL schema of the kyc-aml store.
-pub const POSTGRES_SCHEMA: &str = "kyc";
+/// PostgreSQL schema of the kyc-aml store (default [`POSTGRES_SCHEMA_DEFAULT`]).
+pub const POSTGRES_SCHEMA_ENV: &str = "REMPART_KYC_POSTGRES_SCHEMA";
+/// The default PostgreSQL schema of the kyc-aml store.
+pub const POSTGRES_SCHEMA_DEFAULT: &str = "kyc";
 
 /// Cases returned by one ListCases page at most.
 pub const LIST_CASES_MAX: u32 = 100;
@@ -250,6 +254,8 @@ pub struct Compliance {
 
 struct Inner {
     gate: Mutex<Gate>,
+    /// The gate's screener, also used to screen customers at onboarding.
+    screener: Arc<Screener>,
     keys: Arc<dyn hsm::KeyStore>,
     db: Db,
     issuers: IssuerRegistry,
@@ -426,6 +432,82 @@ fn demo_screener(unsc: Option<&Path>) -> anyhow::Result<Screener> {
     Ok(Screener::new(snapshot, ScreenConfig::default()))
 }
 
+/// The demo's scale for amounts in tier limits and monitoring rules: the demo funds each party
+/// with about 2·10^9 EUR at its first start (so that benchmarks never run dry), which every
+/// amount rule and every limit of the illustrative defaults would stop. The demo keeps the
+/// same rule kinds, scores and windows with amounts ×10^6 and counts ×1000; a deployment
+/// configures its own (`REMPART_KYC_RULES`).
+pub const DEMO_SCALE: u64 = 1_000_000;
+/// Rule configuration file (JSON, `kyc_aml::monitoring::RuleConfig`).
+pub const RULES_ENV: &str = "REMPART_KYC_RULES";
+
+/// The illustrative tier limits with every amount ×[`DEMO_SCALE`].
+pub fn demo_tiers() -> TierTable {
+    use kyc_aml::customer::{Limit, TierLimits};
+    let scale = |l: Limit| Limit {
+        per_day_minor: l.per_day_minor.saturating_mul(DEMO_SCALE),
+        per_30d_minor: l.per_30d_minor.saturating_mul(DEMO_SCALE),
+    };
+    let tier = |t: TierLimits| TierLimits {
+        trading: scale(t.trading),
+        deposit: scale(t.deposit),
+        withdrawal: scale(t.withdrawal),
+        external_transfer: scale(t.external_transfer),
+        bonus_redemption: scale(t.bonus_redemption),
+    };
+    let d = TierTable::default();
+    TierTable {
+        tier1: tier(d.tier1),
+        tier2: tier(d.tier2),
+        tier3: tier(d.tier3),
+    }
+}
+
+/// The default monitoring rules with amounts ×[`DEMO_SCALE`] and counts ×1000.
+pub fn demo_rules() -> anyhow::Result<RuleSet> {
+    use kyc_aml::monitoring::RuleParams as P;
+    let mut config = RuleSet::default_rules().config().clone();
+    config.version = format!("{}-demo-scaled", config.version);
+    let m = |v: &mut u64| *v = v.saturating_mul(DEMO_SCALE);
+    for rule in &mut config.rules {
+        match &mut rule.params {
+            P::LargeTransfer {
+                threshold_eur_minor,
+            }
+            | P::SelfHostedUnverified {
+                threshold_eur_minor,
+            }
+            | P::NewCounterparty {
+                threshold_eur_minor,
+            }
+            | P::Structuring {
+                threshold_eur_minor,
+                ..
+            } => m(threshold_eur_minor),
+            P::Velocity {
+                count_max,
+                amount_max_eur_minor,
+                ..
+            } => {
+                m(amount_max_eur_minor);
+                *count_max = count_max.saturating_mul(1_000);
+            }
+            P::RapidInOut {
+                min_in_eur_minor, ..
+            } => m(min_in_eur_minor),
+            P::RoundAmount {
+                unit_eur_minor,
+                min_eur_minor,
+            } => {
+                m(unit_eur_minor);
+                m(min_eur_minor);
+            }
+            P::HighRiskJurisdiction { .. } => {}
+        }
+    }
+    RuleSet::new(config).map_err(|r| anyhow::anyhow!("demo rules: {r}"))
+}
+
 fn demo_entity() -> ReportingEntity {
     ReportingEntity {
         rentity_id: 1,
@@ -485,7 +567,10 @@ impl Compliance {
 
         let db = match env(POSTGRES_ENV) {
             Some(url) if !url.is_empty() => {
-                let backend = PgBackend::connect(&url, POSTGRES_SCHEMA)
+                let schema = env(POSTGRES_SCHEMA_ENV)
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| POSTGRES_SCHEMA_DEFAULT.to_string());
+                let backend = PgBackend::connect(&url, &schema)
                     .await
                     .map_err(|e| anyhow::anyhow!("{POSTGRES_ENV}: {e}"))?;
                 let s = SqlStore::new(backend);
@@ -503,15 +588,29 @@ impl Compliance {
 
         let unsc = env(UNSC_ENV).filter(|s| !s.is_empty()).map(PathBuf::from);
         let screener =
-            tokio::task::spawn_blocking(move || demo_screener(unsc.as_deref())).await??;
-        let tiers = TierTable::default();
+            Arc::new(tokio::task::spawn_blocking(move || demo_screener(unsc.as_deref())).await??);
+        let tiers = if demo {
+            demo_tiers()
+        } else {
+            TierTable::default()
+        };
+        let rules = match env(RULES_ENV).filter(|s| !s.is_empty()) {
+            Some(path) => {
+                let bytes =
+                    std::fs::read(&path).map_err(|e| anyhow::anyhow!("{RULES_ENV} {path}: {e}"))?;
+                RuleSet::from_json(&bytes)
+                    .map_err(|r| anyhow::anyhow!("{RULES_ENV} {path}: {r}"))?
+            }
+            None if demo => demo_rules()?,
+            None => RuleSet::default_rules(),
+        };
         let gate = Gate::new(
             GateConfig {
                 tiers: tiers.clone(),
-                rules: RuleSet::default_rules(),
+                rules,
                 key_label: GATE_KEY_LABEL.into(),
             },
-            Arc::new(screener),
+            screener.clone(),
             keys.clone(),
         )
         .map_err(|e| anyhow::anyhow!("compliance gate: {e}"))?;
@@ -564,6 +663,7 @@ impl Compliance {
         let c = Compliance {
             inner: Arc::new(Inner {
                 gate: Mutex::new(gate),
+                screener,
                 keys,
                 db,
                 issuers,
@@ -619,14 +719,17 @@ impl Compliance {
         Ok(())
     }
 
-    /// Customers with an open case carrying a sanctions match, or a case closed as confirmed.
+    /// Frozen customers: an open case carrying a sanctions match, an open onboarding case
+    /// (no transfer) carrying a possible match, or any case closed as confirmed.
     async fn frozen_customers(&self) -> Result<Vec<u64>, Status> {
         let sql = format!(
-            "SELECT DISTINCT customer FROM cases WHERE state = {} OR (state IN ({}, {}) AND alert_codes LIKE '%{}%')",
+            "SELECT DISTINCT customer FROM cases WHERE state = {} OR (state IN ({}, {}) AND \
+             (alert_codes LIKE '%{}%' OR (transfer_id IS NULL AND alert_codes LIKE '%{}%')))",
             CaseState::ClosedConfirmed as u8,
             CaseState::Pending as u8,
             CaseState::Investigating as u8,
-            Reject::SanctionsMatch.code()
+            Reject::SanctionsMatch.code(),
+            Reject::SanctionsPossibleMatch.code(),
         );
         let rows =
             with_db!(&self.inner.db, s => raw_query(s, &sql, vec![]).await).map_err(store_err)?;
@@ -747,6 +850,25 @@ impl Compliance {
         personal
             .validate(CustomerKind::NaturalPerson)
             .map_err(|r| kyc_status(&r, "attestation"))?;
+        if existing.is_none() {
+            // The attestation row refers to the customer row: a new customer is stored first,
+            // at no CDD level, and raised below once its evidence is stored.
+            let bare = CustomerRecord {
+                profile: CustomerProfile {
+                    id: customer,
+                    kind: CustomerKind::NaturalPerson,
+                    cdd: CddLevel::None,
+                    risk: RiskRating::Low,
+                    pep: None,
+                    erased: false,
+                },
+                personal: Some(personal.clone()),
+                edd_signed_off: false,
+                created_at_us: now,
+                erased_at_us: None,
+            };
+            with_db!(db, s => s.put_customer(&bare).await).map_err(store_err)?;
+        }
         with_db!(db, s => s.put_attestation(&accepted).await).map_err(store_err)?;
         let evidence = with_db!(db, s => s.attestations(customer).await).map_err(store_err)?;
         let edd = existing.as_ref().is_some_and(|e| e.edd_signed_off);
@@ -793,7 +915,82 @@ impl Compliance {
             .map_err(kyc_err)?;
         self.set_standing(&record.profile, None, now);
         drop(_w);
+        self.screen_customer(customer, &att.claims, now).await?;
         self.status(customer, now).await
+    }
+
+    /// Screens a customer's attested name at onboarding. A hit opens a case about the customer
+    /// (no transfer; a goAML SAR if confirmed) that freezes it until an officer closes it, unless
+    /// an earlier onboarding case about the same list entry was closed as a false positive or
+    /// one is open already. The list entry is kept as the case's first note (list data, not
+    /// our customer's).
+    async fn screen_customer(
+        &self,
+        customer: u64,
+        claims: &AttestationClaims,
+        now: i64,
+    ) -> Result<(), Status> {
+        use kyc_aml::gate::{CounterpartyScreener, ScreeningResult};
+        let screener = self.inner.screener.clone();
+        let names = vec![claims.full_name.clone()];
+        let country = claims.nationality.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            screener.screen_names(&names, country.as_deref(), &[])
+        })
+        .await
+        .map_err(|_| ApiReject::Internal.status("", "screening task failed"))?
+        .map_err(kyc_err)?;
+        let code = match outcome.result {
+            ScreeningResult::Clear => return Ok(()),
+            ScreeningResult::PossibleMatch => Reject::SanctionsPossibleMatch.code(),
+            ScreeningResult::Match => Reject::SanctionsMatch.code(),
+        };
+        let entry = outcome.entry_ref.unwrap_or_default();
+        let note = format!(
+            "onboarding screening: list entry {entry}, score {} bp, snapshot {}",
+            outcome.best_score_bp, outcome.snapshot_id
+        );
+        let _w = self.inner.writes.lock().await;
+        let rows = with_db!(&self.inner.db, s => raw_query(
+            s,
+            "SELECT id, state FROM cases WHERE customer = $1 AND transfer_id IS NULL ORDER BY id",
+            vec![Val::I64(Some(customer as i64))],
+        ).await)
+        .map_err(store_err)?;
+        for row in &rows {
+            let (Some(Val::I64(Some(id))), Some(Val::I64(Some(state)))) = (row.first(), row.get(1))
+            else {
+                continue;
+            };
+            if *state == CaseState::Pending as i64 || *state == CaseState::Investigating as i64 {
+                return Ok(());
+            }
+            if *state == CaseState::ClosedFalsePositive as i64 {
+                let old = with_db!(&self.inner.db, s => s.get_case(*id as u64).await)
+                    .map_err(store_err)?;
+                let same_entry = old.is_some_and(|c| {
+                    c.notes
+                        .first()
+                        .is_some_and(|n| n.text.contains(&format!("list entry {entry},")))
+                });
+                if same_entry {
+                    return Ok(());
+                }
+            }
+        }
+        let id = self.inner.next_case.fetch_add(1, Ordering::SeqCst);
+        let mut case = Case::open(id, customer, None, None, vec![code], now);
+        case.add_note("compliance-gate", &note, now)
+            .map_err(|r| kyc_status(&r, ""))?;
+        with_db!(&self.inner.db, s => s.save_case(&case).await).map_err(store_err)?;
+        drop(_w);
+        tracing::info!(
+            case = id,
+            customer,
+            code,
+            "onboarding screening hit; case opened"
+        );
+        self.refresh_frozen(customer).await
     }
 
     /// A customer's status (an unknown customer is pending at tier 0).
@@ -833,9 +1030,10 @@ impl Compliance {
             customer_id: customer.to_string(),
             tier: tier.map(|t| t as u32).unwrap_or(0),
             state: customer_state(tier, frozen) as i32,
-            daily_limit_eur: kyc_aml::goaml::minor_to_decimal(limit)
-                .trim_end_matches(".00")
-                .to_string(),
+            daily_limit_eur: canonical(rust_decimal::Decimal::from_i128_with_scale(
+                i128::from(limit),
+                2,
+            )),
             open_case_ids: ids_of(&rows).iter().map(u64::to_string).collect(),
             updated_at: (updated_us > 0).then(|| timestamp(updated_us as u64)),
         })
@@ -973,6 +1171,11 @@ impl Compliance {
         if let Some(last) = previous.last() {
             return self.answer_again(&req, last, now).await;
         }
+        if req.activity != GateActivity::Deposit
+            && let Some(verdict) = self.frozen_verdict(req.account).await?
+        {
+            return Ok(verdict);
+        }
         let personal = if req.counterparty.is_some() {
             with_db!(db, s => s.get_customer(req.account).await)
                 .map_err(store_err)?
@@ -1023,6 +1226,55 @@ impl Compliance {
                 })
             }
         }
+    }
+
+    /// For a frozen customer, what its outgoing transfers get without evaluation: held on the
+    /// open case that froze it, or rejected with that case's alert code once it is confirmed.
+    /// Nothing is stored, so the transfer is evaluated normally once the customer is cleared.
+    async fn frozen_verdict(&self, account: u64) -> Result<Option<GateVerdict>, Status> {
+        let frozen = self
+            .inner
+            .standing
+            .read()
+            .map(|m| m.get(&account).is_some_and(|s| s.frozen))
+            .unwrap_or(false);
+        if !frozen {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT id, state, alert_codes FROM cases WHERE customer = $1 AND (state = {} OR \
+             (state IN ({}, {}) AND (alert_codes LIKE '%{}%' OR (transfer_id IS NULL AND \
+             alert_codes LIKE '%{}%')))) ORDER BY state DESC, id LIMIT 1",
+            CaseState::ClosedConfirmed as u8,
+            CaseState::Pending as u8,
+            CaseState::Investigating as u8,
+            Reject::SanctionsMatch.code(),
+            Reject::SanctionsPossibleMatch.code(),
+        );
+        let rows = with_db!(&self.inner.db, s => raw_query(s, &sql, vec![Val::I64(Some(account as i64))]).await)
+            .map_err(store_err)?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let (Some(Val::I64(Some(id))), Some(Val::I64(Some(state))), Some(Val::Text(Some(codes)))) =
+            (row.first(), row.get(1), row.get(2))
+        else {
+            return Err(store_err("case row of unexpected shape"));
+        };
+        if *state == CaseState::ClosedConfirmed as i64 {
+            let code = codes
+                .split(',')
+                .find_map(|c| c.parse::<u16>().ok())
+                .unwrap_or(Reject::SanctionsMatch.code());
+            return Ok(Some(GateVerdict::Rejected {
+                code,
+                reason: format!("customer frozen: case {id} closed as confirmed"),
+            }));
+        }
+        Ok(Some(GateVerdict::Held {
+            case_id: id.to_string(),
+            reason: format!("customer frozen while case {id} is open"),
+        }))
     }
 
     async fn open_case(&self, decision: &Decision, now: i64) -> Result<u64, Status> {
@@ -1378,12 +1630,14 @@ fn report_request(case: &Case, now: i64) -> ReportRequest {
         .alert_codes
         .iter()
         .any(|c| (5000..6000).contains(c) || *c == 2012 || *c == 2013);
+    // goAML report indicators must be codes of the schema's enumeration: targeted financial
+    // sanctions, missing identification, unusual activity.
     let indicator = if sanctions {
-        "SANCT"
+        "TFS01"
     } else if travel {
-        "TRAVL"
+        "NOID"
     } else {
-        "MONIT"
+        "UNUSU"
     };
     ReportRequest {
         kind,
@@ -1809,6 +2063,219 @@ mod tests {
     }
 
     #[test]
+    fn demo_scaling_keeps_rules_valid_and_lets_demo_funding_through() {
+        let rules = demo_rules().unwrap();
+        assert!(rules.version().ends_with("-demo-scaled"));
+        assert_eq!(
+            rules.config().rules.len(),
+            RuleSet::default_rules().config().rules.len()
+        );
+        let tiers = demo_tiers();
+        let day = tiers
+            .limits(Tier::Tier2)
+            .for_activity(Activity::Deposit)
+            .per_day_minor;
+        // alice's demo funding: 10^9 EUR + 10^9 LCL + 10^7 CITY at 1 EUR, in cents.
+        assert!(day >= (2 * 1_000_000_000 + 10_000_000) * 100, "{day}");
+        assert_eq!(
+            tiers.limits(Tier::Tier0),
+            TierTable::default().limits(Tier::Tier0)
+        );
+    }
+
+    fn withdrawal(id: u128, name: &str, now: u64) -> GateRequest {
+        GateRequest {
+            transfer_id: (2u128 << 120) | id,
+            activity: GateActivity::Withdrawal,
+            account: 1001,
+            asset: ASSET_EUR,
+            amount: 10_000,
+            counterparty: Some(Counterparty {
+                name: name.into(),
+                address: "FR7630006000011234567890189".into(),
+            }),
+            time_us: now,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sanctioned_counterparty_is_held_with_a_case_and_released_after_dismissal() {
+        use kyc_aml::gate::decision::{GateKeys, verify_approval};
+        let dir = tempfile::tempdir().unwrap();
+        let c = Compliance::open(dir.path(), true, &|_| None).await.unwrap();
+        c.onboard_demo(&[(1001, "alice")]).await.unwrap();
+        assert!(c.may_trade(1001));
+        assert!(!c.may_trade(1002));
+        let mut keys = GateKeys::new();
+        keys.add(GATE_KEY_LABEL, &c.gate_public_key()).unwrap();
+        let now = Core::now_us();
+
+        let clean = withdrawal(1, "Marie Curie", now);
+        let GateVerdict::Approved(signed) = c.check(clean.clone()).await.unwrap() else {
+            panic!("a clean withdrawal is approved");
+        };
+        verify_approval(&signed, clean.transfer_id, &keys).unwrap();
+        assert_eq!(
+            c.check(clean.clone()).await.unwrap(),
+            GateVerdict::Approved(signed),
+            "a retry answers the stored approval"
+        );
+
+        let listed = withdrawal(2, "SIDOROV, Ivan Petrovich", now + 1);
+        let GateVerdict::Held { case_id, reason } = c.check(listed.clone()).await.unwrap() else {
+            panic!("a listed beneficiary is held");
+        };
+        assert!(reason.contains("2009"), "{reason}");
+        assert!(
+            !reason.contains("SIDOROV"),
+            "no personal data in the reason: {reason}"
+        );
+        let GateVerdict::Held { case_id: again, .. } = c.check(listed.clone()).await.unwrap()
+        else {
+            panic!("still held");
+        };
+        assert_eq!(again, case_id, "a retry opens no second case");
+        let id: u64 = case_id.parse().unwrap();
+        let case = c.get_case(id).await.unwrap();
+        assert_eq!(case.transfer_id, Some(listed.transfer_id));
+        assert_eq!(case.state, CaseState::Pending);
+        // A possible match on a transfer holds the transfer, not the customer.
+        assert!(c.may_trade(1001));
+
+        c.update_case(id, Some(CaseState::Investigating), "", "officer-key", 10)
+            .await
+            .unwrap();
+        c.update_case(
+            id,
+            Some(CaseState::ClosedFalsePositive),
+            "beneficiary born 1990, listing born 1965",
+            "officer-key",
+            11,
+        )
+        .await
+        .unwrap();
+        let GateVerdict::Approved(released) = c.check(listed.clone()).await.unwrap() else {
+            panic!("a dismissed hold is released");
+        };
+        verify_approval(&released, listed.transfer_id, &keys).unwrap();
+
+        let unknown = GateRequest {
+            account: 1002,
+            ..withdrawal(3, "Marie Curie", now + 2)
+        };
+        assert_eq!(
+            c.check(unknown).await.unwrap(),
+            GateVerdict::Rejected {
+                code: Reject::UnknownCustomer.code(),
+                reason: "2001 unknown customer".into()
+            }
+        );
+        drop(c);
+        // Reopened from disk: customers, standing and case numbering survive.
+        let c = Compliance::open(dir.path(), true, &|_| None).await.unwrap();
+        assert!(c.may_trade(1001));
+        let held = withdrawal(4, "Ivan Petrovich Sidorov", now + 3);
+        let GateVerdict::Held { case_id: next, .. } = c.check(held).await.unwrap() else {
+            panic!("held again");
+        };
+        assert_eq!(next.parse::<u64>().unwrap(), id + 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_listed_customer_is_frozen_at_onboarding_until_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Compliance::open(dir.path(), true, &|_| None).await.unwrap();
+        let seed = read_key_file(c.demo_provider_key().unwrap()).unwrap();
+        let now = now_i64();
+        let claims = AttestationClaims {
+            subject: 2002,
+            issuer: DEMO_ISSUER.into(),
+            assurance: Assurance::High,
+            full_name: "Ivan Petrovich Sidorov".into(),
+            birth_date: None,
+            nationality: None,
+            residence_country: "FR".into(),
+            national_id: None,
+            issued_at_us: now - 1,
+            expires_at_us: now + DAY_US,
+        };
+        let att = sign_attestation(&seed, claims);
+        let status = c.submit_attestation(2002, &att, now).await.unwrap();
+        assert_eq!(status.state, pb::CustomerState::Frozen as i32);
+        assert_eq!(status.tier, 2);
+        assert_eq!(status.open_case_ids.len(), 1);
+        assert!(!c.may_trade(2002));
+        // A frozen customer's outgoing transfers wait on the case that froze it.
+        let out = GateRequest {
+            account: 2002,
+            ..withdrawal(20, "Marie Curie", now as u64)
+        };
+        let GateVerdict::Held { case_id, .. } = c.check(out.clone()).await.unwrap() else {
+            panic!("held while frozen");
+        };
+        assert_eq!(case_id, status.open_case_ids[0]);
+        // Submitting again opens no second case.
+        let status = c.submit_attestation(2002, &att, now + 1).await.unwrap();
+        assert_eq!(status.open_case_ids.len(), 1);
+        let id: u64 = status.open_case_ids[0].parse().unwrap();
+        c.update_case(id, Some(CaseState::Investigating), "", "k", now + 2)
+            .await
+            .unwrap();
+        c.update_case(
+            id,
+            Some(CaseState::ClosedFalsePositive),
+            "different person",
+            "k",
+            now + 3,
+        )
+        .await
+        .unwrap();
+        assert!(c.may_trade(2002));
+        let GateVerdict::Approved(_) = c.check(out).await.unwrap() else {
+            panic!("evaluated normally once cleared");
+        };
+        let status = c.submit_attestation(2002, &att, now + 4).await.unwrap();
+        assert_eq!(status.state, pb::CustomerState::Active as i32);
+        assert!(
+            status.open_case_ids.is_empty(),
+            "a dismissed hit is not raised again"
+        );
+    }
+
+    /// The same wiring over PostgreSQL (127.0.0.1:5432, database `test`), in a schema of its
+    /// own that the test drops.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_postgresql_store_serves_the_same_wiring() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = format!("kyc_node_test_{}", std::process::id());
+        let url = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+        let env = |k: &str| match k {
+            POSTGRES_ENV => Some(url.to_string()),
+            POSTGRES_SCHEMA_ENV => Some(schema.clone()),
+            _ => None,
+        };
+        let c = Compliance::open(dir.path(), true, &env).await.unwrap();
+        assert_eq!(c.inner.db_kind(), "postgres");
+        c.onboard_demo(&[(1001, "alice")]).await.unwrap();
+        assert!(c.may_trade(1001));
+        let held = withdrawal(9, "Ivan Petrovich Sidorov", Core::now_us());
+        let GateVerdict::Held { case_id, .. } = c.check(held).await.unwrap() else {
+            panic!("held");
+        };
+        let (cases, more) = c.list_cases(Some(CaseState::Pending), 0, 10).await.unwrap();
+        assert!(!more);
+        assert_eq!(cases.len(), 1);
+        assert_eq!(cases[0].id.to_string(), case_id);
+        drop(c);
+        PgBackend::connect(url, &schema)
+            .await
+            .unwrap()
+            .drop_schema()
+            .await
+            .unwrap();
+    }
+
+    #[test]
     fn counterparty_debug_hides_the_name() {
         let cp = Counterparty {
             name: "Ivan Petrovich Sidorov".into(),
@@ -1849,10 +2316,10 @@ mod tests {
         let r = report_request(&c, 5);
         assert_eq!(r.kind, ReportKind::Str);
         assert_eq!(r.entity_reference, "STR-CASE-3");
-        assert_eq!(r.indicators, vec!["SANCT".to_string()]);
+        assert_eq!(r.indicators, vec!["TFS01".to_string()]);
         let c = Case::open(4, 1001, None, None, vec![2010], 0);
         let r = report_request(&c, 5);
         assert_eq!(r.kind, ReportKind::Sar);
-        assert_eq!(r.indicators, vec!["MONIT".to_string()]);
+        assert_eq!(r.indicators, vec!["UNUSU".to_string()]);
     }
 }
