@@ -448,7 +448,7 @@ async fn each_role_is_refused_what_it_may_not_do() {
         .await
         .unwrap_err();
     assert_eq!((err.code(), code_of(&err)), (Code::PermissionDenied, 9011));
-    // Custody approval: traders refused, approvers reach the (not yet wired) service.
+    // Custody approval: traders refused, approvers reach custody (no such withdrawal).
     let approve = pb::ApproveWithdrawalRequest {
         withdrawal_id: "1".into(),
     };
@@ -461,7 +461,7 @@ async fn each_role_is_refused_what_it_may_not_do() {
         .approve_withdrawal(req(approve, &node.token("approver")))
         .await
         .unwrap_err();
-    assert_eq!((err.code(), code_of(&err)), (Code::Unimplemented, 9050));
+    assert_eq!((err.code(), code_of(&err)), (Code::NotFound, 2012));
     let err = compliance
         .update_case(req(
             pb::UpdateCaseRequest::default(),

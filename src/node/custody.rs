@@ -72,6 +72,12 @@ pub const XPUBS_FILE: &str = "xpubs.json";
 pub const SEED_FILE: &str = "seed.wrapped";
 /// Environment variable with the software key store's passphrase.
 pub const PASSPHRASE_ENV: &str = "REMPART_CUSTODY_PASSPHRASE";
+/// Environment variable naming a PKCS#11 module: custody's keys then live in its token.
+pub const PKCS11_MODULE_ENV: &str = "REMPART_CUSTODY_PKCS11_MODULE";
+/// Environment variable with the label of the PKCS#11 token holding custody's keys.
+pub const PKCS11_TOKEN_ENV: &str = "REMPART_CUSTODY_PKCS11_TOKEN";
+/// Environment variable with the PKCS#11 user PIN.
+pub const PKCS11_PIN_ENV: &str = "REMPART_CUSTODY_PKCS11_PIN";
 /// Environment variable naming a custody policy JSON file to use instead of the demo policy.
 pub const POLICY_ENV: &str = "REMPART_CUSTODY_POLICY";
 /// The passphrase used when [`PASSPHRASE_ENV`] is unset (the node warns at start).
@@ -1041,10 +1047,31 @@ impl Book {
 
 // ---- keys and addresses ---------------------------------------------------------------
 
-/// Opens custody's key store: the software store in `<dir>/keys`, under the passphrase in
-/// [`PASSPHRASE_ENV`] (a fixed demo passphrase, with a warning, when unset), and makes sure
-/// the wrap key, the audit key and one hot wallet key per asset exist.
+/// Opens custody's key store and makes sure the wrap key, the audit key and one hot wallet
+/// key per asset exist. With [`PKCS11_MODULE_ENV`] set: that PKCS#11 module's token labelled
+/// [`PKCS11_TOKEN_ENV`], logged in with [`PKCS11_PIN_ENV`] (all three required). Otherwise the
+/// software store in `<dir>/keys`, under the passphrase in [`PASSPHRASE_ENV`] (a fixed demo
+/// passphrase, with a warning, when unset).
 pub fn open_key_store(dir: &Path) -> anyhow::Result<Arc<dyn KeyStore>> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(module) = env(PKCS11_MODULE_ENV) {
+        let (Some(token), Some(pin)) = (env(PKCS11_TOKEN_ENV), env(PKCS11_PIN_ENV)) else {
+            anyhow::bail!(
+                "{PKCS11_MODULE_ENV} is set: {PKCS11_TOKEN_ENV} and {PKCS11_PIN_ENV} are required too"
+            );
+        };
+        let config = hsm::pkcs11::Pkcs11Config::new(
+            PathBuf::from(&module),
+            token,
+            SecretBytes::new(pin.into_bytes()),
+        );
+        let store = hsm::pkcs11::Pkcs11KeyStore::open(config)
+            .map_err(|e| anyhow::anyhow!("custody HSM ({module}): {e}"))?;
+        let store: Arc<dyn KeyStore> = Arc::new(store);
+        ensure_keys(store.as_ref())?;
+        tracing::info!(module = %module, "custody keys in a PKCS#11 token");
+        return Ok(store);
+    }
     let passphrase = match std::env::var(PASSPHRASE_ENV) {
         Ok(v) if !v.is_empty() => SecretBytes::new(v.into_bytes()),
         _ => {
@@ -1246,6 +1273,9 @@ fn withdrawal_number(text: &str) -> Result<u64, Status> {
 
 // ---- proof of reserves -------------------------------------------------------------------
 
+/// One account's (asset, available, held) balances, as `Core::all_balances` lists them.
+pub type AccountBalances = (u64, Vec<(AssetId, u64, u64)>);
+
 /// One proof-of-reserves publication.
 #[derive(Debug)]
 pub struct Publication {
@@ -1263,7 +1293,7 @@ pub struct Publication {
 /// under a fresh random key, so each publication's salts are new and unlinkable.
 pub fn build_publication(
     seq: u64,
-    accounts: &[(u64, Vec<(AssetId, u64, u64)>)],
+    accounts: &[AccountBalances],
     reserves: Vec<u128>,
     time_us: u64,
 ) -> Result<Publication, Status> {
@@ -1459,7 +1489,7 @@ impl CustodyHub {
         tokio::spawn(async move {
             let mut round = 0u64;
             loop {
-                hub.drive(round % 10 == 0).await;
+                hub.drive(round.is_multiple_of(10)).await;
                 round += 1;
                 tokio::select! {
                     _ = tokio::time::sleep(DRIVE_EVERY) => {}
@@ -1572,7 +1602,7 @@ impl CustodyHub {
             return Err(ApiReject::FieldTooLong.status("originator_address", ""));
         }
         let _op = self.inner.ops.lock().await;
-        let number = {
+        let repeat = {
             let book = self.book();
             if let Some(n) = book.by_deposit_id.get(&deposit_id) {
                 let d = &book.deposits[n];
@@ -1591,8 +1621,22 @@ impl CustodyHub {
                          must reconcile it with the engine journal",
                     ));
                 }
-                return Ok(book.deposit_pb(d));
+                if d.stage != DepositStage::Held {
+                    return Ok(book.deposit_pb(d));
+                }
+                // The watcher's repeat of a held deposit re-asks the gate at once.
+                Some(d.clone())
+            } else {
+                None
             }
+        };
+        if let Some(held) = repeat {
+            self.recheck_deposit(&held).await?;
+            let book = self.book();
+            return Ok(book.deposit_pb(&book.deposits[&held.number]));
+        }
+        let number = {
+            let book = self.book();
             if book.deposits.len() >= CUSTODY_DEPOSITS_MAX {
                 return Err(ApiReject::InvalidField.status("", "custody holds too many deposits"));
             }
@@ -1706,19 +1750,35 @@ impl CustodyHub {
             CUSTODY_ID_BYTES_MAX,
         )?;
         let _op = self.inner.ops.lock().await;
+        let repeat = {
+            let book = self.book();
+            match book.by_request.get(&(account, client_request_id.clone())) {
+                Some(n) => {
+                    let w = &book.withdrawals[n];
+                    if (w.asset, w.amount_minor, &w.destination) != (asset, amount, &destination) {
+                        return Err(custody_status(
+                            CustodyReject::DuplicateId,
+                            "client_request_id",
+                            "this id was used for another request",
+                        ));
+                    }
+                    if w.stage != Stage::Held {
+                        return Ok(book.withdrawal_pb(w));
+                    }
+                    // A repeat of a held request re-asks the gate at once (its case may have
+                    // been decided).
+                    Some(w.clone())
+                }
+                None => None,
+            }
+        };
+        if let Some(held) = repeat {
+            self.recheck_withdrawal(&held).await?;
+            let book = self.book();
+            return Ok(book.withdrawal_pb(&book.withdrawals[&held.number]));
+        }
         let (number, address) = {
             let book = self.book();
-            if let Some(n) = book.by_request.get(&(account, client_request_id.clone())) {
-                let w = &book.withdrawals[n];
-                if (w.asset, w.amount_minor, &w.destination) != (asset, amount, &destination) {
-                    return Err(custody_status(
-                        CustodyReject::DuplicateId,
-                        "client_request_id",
-                        "this id was used for another request",
-                    ));
-                }
-                return Ok(book.withdrawal_pb(w));
-            }
             let address = match book.addresses.get(&(asset, destination.clone())) {
                 Some(id) => (*id, false),
                 None => (book.next_address(), true),
@@ -2115,77 +2175,66 @@ impl CustodyHub {
             return;
         }
         for w in held_w {
-            let verdict = self
-                .screen(
-                    withdrawal_transfer_id(w.number),
-                    GateActivity::Withdrawal,
-                    w.account,
-                    w.asset,
-                    w.amount_minor,
-                    &w.beneficiary_name,
-                    &w.destination,
-                )
-                .await;
-            match verdict {
-                Ok(Verdict::Held { .. }) => {}
-                Ok(verdict) => {
-                    let time_us = self.now();
-                    let step = self
-                        .commit(Record::WithdrawalScreened {
-                            number: w.number,
-                            verdict,
-                            time_us,
-                        })
-                        .map(|_| ());
-                    let step = match step {
-                        Ok(()) => self.advance_withdrawal(w.number).await,
-                        Err(s) => Err(s),
-                    };
-                    if let Err(s) = step {
-                        tracing::warn!(number = w.number, error = %s.message(), "custody: released withdrawal step failed");
-                    }
-                }
-                Err(s) => {
-                    tracing::warn!(number = w.number, error = %s.message(), "custody: gate re-check failed")
-                }
+            if let Err(s) = self.recheck_withdrawal(&w).await {
+                tracing::warn!(number = w.number, error = %s.message(), "custody: held withdrawal re-check failed");
             }
         }
         for d in held_d {
-            let verdict = self
-                .screen(
-                    deposit_transfer_id(d.number),
-                    GateActivity::Deposit,
-                    d.account,
-                    d.asset,
-                    d.amount_minor,
-                    &d.originator_name,
-                    &d.originator_address,
-                )
-                .await;
-            match verdict {
-                Ok(Verdict::Held { .. }) => {}
-                Ok(verdict) => {
-                    let time_us = self.now();
-                    let step = self
-                        .commit(Record::DepositRescreened {
-                            number: d.number,
-                            verdict,
-                            time_us,
-                        })
-                        .map(|_| ());
-                    let step = match step {
-                        Ok(()) => self.advance_deposit(d.number).await,
-                        Err(s) => Err(s),
-                    };
-                    if let Err(s) = step {
-                        tracing::warn!(number = d.number, error = %s.message(), "custody: released deposit step failed");
-                    }
-                }
-                Err(s) => {
-                    tracing::warn!(number = d.number, error = %s.message(), "custody: gate re-check failed")
-                }
+            if let Err(s) = self.recheck_deposit(&d).await {
+                tracing::warn!(number = d.number, error = %s.message(), "custody: held deposit re-check failed");
             }
         }
+    }
+
+    /// Asks the gate again about a held withdrawal (its case may have been decided): released,
+    /// it goes on to custody's policy; refused, its amount goes back. Caller holds `ops`.
+    async fn recheck_withdrawal(&self, w: &WithdrawalRec) -> Result<(), Status> {
+        let verdict = self
+            .screen(
+                withdrawal_transfer_id(w.number),
+                GateActivity::Withdrawal,
+                w.account,
+                w.asset,
+                w.amount_minor,
+                &w.beneficiary_name,
+                &w.destination,
+            )
+            .await?;
+        if matches!(verdict, Verdict::Held { .. }) {
+            return Ok(());
+        }
+        let time_us = self.now();
+        self.commit(Record::WithdrawalScreened {
+            number: w.number,
+            verdict,
+            time_us,
+        })?;
+        self.advance_withdrawal(w.number).await
+    }
+
+    /// Asks the gate again about a held deposit: released, it is credited. Caller holds `ops`.
+    async fn recheck_deposit(&self, d: &DepositRec) -> Result<(), Status> {
+        let verdict = self
+            .screen(
+                deposit_transfer_id(d.number),
+                GateActivity::Deposit,
+                d.account,
+                d.asset,
+                d.amount_minor,
+                &d.originator_name,
+                &d.originator_address,
+            )
+            .await?;
+        if matches!(verdict, Verdict::Held { .. }) {
+            return Ok(());
+        }
+        let time_us = self.now();
+        self.commit(Record::DepositRescreened {
+            number: d.number,
+            verdict,
+            time_us,
+        })?;
+        self.advance_deposit(d.number).await
     }
 }
 

@@ -36,7 +36,7 @@ pub enum ApiReject {
     FieldTooLong = 9033,
     UnknownOrder = 9034,
     KycRequired = 9040,
-    NotWired = 9050,
+    // 9050 was NOT_WIRED (a service not connected yet); retired, never to be reused.
     ShuttingDown = 9060,
     LedgerUnknownTransfer = 9080,
     LedgerUnknownBlock = 9081,
@@ -71,7 +71,6 @@ impl ApiReject {
             ApiReject::FieldTooLong => "FIELD_TOO_LONG",
             ApiReject::UnknownOrder => "UNKNOWN_ORDER",
             ApiReject::KycRequired => "KYC_REQUIRED",
-            ApiReject::NotWired => "NOT_WIRED",
             ApiReject::ShuttingDown => "SHUTTING_DOWN",
             ApiReject::LedgerUnknownTransfer => "LEDGER_UNKNOWN_TRANSFER",
             ApiReject::LedgerUnknownBlock => "LEDGER_UNKNOWN_BLOCK",
@@ -103,7 +102,6 @@ impl ApiReject {
             ApiReject::KycRequired => {
                 "the account has no active KYC tier or is frozen by compliance"
             }
-            ApiReject::NotWired => "not wired in this node yet",
             ApiReject::ShuttingDown => "node is shutting down",
             ApiReject::LedgerUnknownTransfer => "no such transfer on the ledger",
             ApiReject::LedgerUnknownBlock => "no block at this height",
@@ -136,7 +134,6 @@ impl ApiReject {
             ApiReject::LedgerRefused => Code::FailedPrecondition,
             ApiReject::LedgerBusy => Code::ResourceExhausted,
             ApiReject::LedgerStopped => Code::Unavailable,
-            ApiReject::NotWired => Code::Unimplemented,
             ApiReject::ShuttingDown => Code::Unavailable,
             ApiReject::Internal => Code::Internal,
         }

@@ -8,6 +8,8 @@
 //! - `gateway`: the tower layer (rate limits per IP and key, authentication), stream limits.
 //! - `services`: the `rempart.v1` services; `compliance`: kyc-aml wired in (gate, KYC store,
 //!   cases, the Compliance service).
+//! - `custody`: custody wired in (key store, deposit addresses, deposits and withdrawals through
+//!   the gate, policy and quorum, proof of reserves, the Custody service).
 //! - `settle`: the single-validator ledger (trades and transfers settled as gated, signed,
 //!   certified blocks), the Ledger service and the ledger half of Accounts.
 //! - `errors`: reject codes to gRPC statuses; `decimal`: decimal strings at the edge.
@@ -17,6 +19,7 @@ pub mod auth;
 pub mod compliance;
 pub mod config;
 pub mod core;
+pub mod custody;
 pub mod decimal;
 pub mod errors;
 pub mod gateway;
@@ -208,12 +211,33 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
             .collect();
         ledger.seed_demo_deposits(&compliance, &deposits).await?;
     }
+    let custody = custody::CustodyHub::open(
+        custody::CustodyOptions {
+            data_dir: options.data_dir.clone(),
+            whitelist_delay_s: if options.demo { 0 } else { 24 * 3600 },
+        },
+        core.clone(),
+        compliance.clone(),
+        ledger.clone(),
+    )?;
+    if fresh && options.demo {
+        let mut totals: Vec<(u16, u64)> = Vec::new();
+        for (asset, amount) in DEMO_PARTIES.iter().flat_map(|p| p.3.iter()) {
+            match totals.iter_mut().find(|t| t.0 == *asset) {
+                Some(t) => t.1 += amount,
+                None => totals.push((*asset, *amount)),
+            }
+        }
+        custody.seed_reserves(&totals)?;
+    }
+    custody.spawn_driver(shutdown_rx.clone());
     let ctx = Ctx {
         core: core.clone(),
         gateway: gateway.clone(),
         shutdown: shutdown_rx.clone(),
         compliance: compliance.clone(),
         ledger: ledger.clone(),
+        custody,
     };
 
     let metrics_listener = metrics::bind(options.metrics_listen).await?;
@@ -283,7 +307,7 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
             services::DiagnosticsSvc
         )))
         .add_service(limited!(pb::custody_server::CustodyServer::new(
-            services::CustodySvc
+            custody::CustodySvc(ctx.clone())
         )))
         .add_service(limited!(pb::compliance_server::ComplianceServer::new(
             compliance::ComplianceSvc(ctx.clone())

@@ -1,9 +1,8 @@
 //! The gRPC services of `rempart.v1`: request validation, role and ownership checks, and the
 //! translation between protobuf messages and engine commands and events.
 //!
-//! Custody checks roles and then answers UNIMPLEMENTED with the stable code NOT_WIRED until
-//! its crate is connected; Compliance lives in `node::compliance`, Ledger (and the ledger half
-//! of Accounts: ListTransfers, GetStatement) in `node::settle`. Every order is
+//! Custody lives in `node::custody`, Compliance in `node::compliance`, Ledger (and the ledger
+//! half of Accounts: ListTransfers, GetStatement) in `node::settle`. Every order is
 //! refused with KYC_REQUIRED unless compliance says its account may trade.
 
 use std::pin::Pin;
@@ -45,6 +44,7 @@ pub struct Ctx {
     pub shutdown: watch::Receiver<bool>,
     pub compliance: super::compliance::Compliance,
     pub ledger: super::settle::LedgerHub,
+    pub custody: super::custody::CustodyHub,
 }
 
 pub(super) fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
@@ -1151,83 +1151,4 @@ impl pb::diagnostics_server::Diagnostics for DiagnosticsSvc {
     }
 }
 
-fn not_wired(what: &str) -> Status {
-    ApiReject::NotWired.status("", what)
-}
 
-/// `rempart.v1.Custody`: roles checked, then NOT_WIRED.
-#[derive(Debug, Clone)]
-pub struct CustodySvc;
-
-const CUSTOMER: &[Role] = &[Role::Trader, Role::Merchant, Role::Admin, Role::Regulator];
-const APPROVER: &[Role] = &[Role::CustodyApprover, Role::Admin];
-const CUSTODY_MSG: &str = "the custody crate is not connected to this node yet";
-
-#[tonic::async_trait]
-impl pb::custody_server::Custody for CustodySvc {
-    async fn get_deposit_address(
-        &self,
-        req: Request<pb::GetDepositAddressRequest>,
-    ) -> Result<Response<pb::DepositAddress>, Status> {
-        let c = caller(&req)?;
-        c.require(CUSTOMER)?;
-        c.account_for(&req.get_ref().account_id, READERS)?;
-        Err(not_wired(CUSTODY_MSG))
-    }
-    async fn request_withdrawal(
-        &self,
-        req: Request<pb::RequestWithdrawalRequest>,
-    ) -> Result<Response<pb::Withdrawal>, Status> {
-        let c = caller(&req)?;
-        c.require(TRADING)?;
-        c.account_for(&req.get_ref().account_id, ADMIN)?;
-        Err(not_wired(CUSTODY_MSG))
-    }
-    async fn approve_withdrawal(
-        &self,
-        req: Request<pb::ApproveWithdrawalRequest>,
-    ) -> Result<Response<pb::Withdrawal>, Status> {
-        caller(&req)?.require(APPROVER)?;
-        Err(not_wired(CUSTODY_MSG))
-    }
-    async fn reject_withdrawal(
-        &self,
-        req: Request<pb::RejectWithdrawalRequest>,
-    ) -> Result<Response<pb::Withdrawal>, Status> {
-        caller(&req)?.require(APPROVER)?;
-        Err(not_wired(CUSTODY_MSG))
-    }
-    async fn list_withdrawals(
-        &self,
-        req: Request<pb::ListWithdrawalsRequest>,
-    ) -> Result<Response<pb::ListWithdrawalsResponse>, Status> {
-        let c = caller(&req)?;
-        c.require(&[
-            Role::Trader,
-            Role::Merchant,
-            Role::CustodyApprover,
-            Role::Regulator,
-            Role::Admin,
-        ])?;
-        c.account_for(
-            &req.get_ref().account_id,
-            &[Role::CustodyApprover, Role::Regulator, Role::Admin],
-        )?;
-        Err(not_wired(CUSTODY_MSG))
-    }
-    async fn get_proof_of_reserves(
-        &self,
-        req: Request<pb::GetProofOfReservesRequest>,
-    ) -> Result<Response<pb::ProofOfReserves>, Status> {
-        caller(&req)?;
-        Err(not_wired(CUSTODY_MSG))
-    }
-    async fn get_inclusion_proof(
-        &self,
-        req: Request<pb::GetInclusionProofRequest>,
-    ) -> Result<Response<pb::InclusionProof>, Status> {
-        let c = caller(&req)?;
-        c.account_for(&req.get_ref().account_id, READERS)?;
-        Err(not_wired(CUSTODY_MSG))
-    }
-}
