@@ -100,6 +100,8 @@ pub const ATTESTATION_DAYS_DEFAULT: u32 = 365;
 pub const ATTESTATION_DAYS_MAX: u32 = 5 * 365;
 
 const DAY_US: i64 = kyc_aml::limits::DAY_US;
+/// Locks that serialise checks of the same transfer id (see `Inner::check_locks`).
+const CHECK_LOCKS: usize = 64;
 /// A syntactically valid LEI for the demo (ISO 17442 check digits); deployments set their own.
 const DEMO_VASP_LEI: &str = "529900T8BM49AURSDO55";
 /// Names of the demo's embedded sanctions list (fictitious; for tests and demonstrations).
@@ -262,6 +264,9 @@ struct Inner {
     standing: RwLock<HashMap<u64, Standing>>,
     /// Serialises read-modify-write of customers and cases.
     writes: tokio::sync::Mutex<()>,
+    /// Checks of one transfer id run one at a time (lock `transfer_id % CHECK_LOCKS`), so a
+    /// retry racing its original finds the stored decision instead of evaluating twice.
+    check_locks: Vec<tokio::sync::Mutex<()>>,
     next_case: AtomicU64,
     gate_public_key: [u8; 32],
     tiers: TierTable,
@@ -669,6 +674,9 @@ impl Compliance {
                 issuers,
                 standing: RwLock::new(HashMap::new()),
                 writes: tokio::sync::Mutex::new(()),
+                check_locks: (0..CHECK_LOCKS)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
                 next_case: AtomicU64::new(1),
                 gate_public_key,
                 tiers,
@@ -1166,6 +1174,10 @@ impl Compliance {
     pub async fn check(&self, req: GateRequest) -> Result<GateVerdict, Status> {
         let db = &self.inner.db;
         let now = (req.time_us as i64).max(1);
+        let _same_transfer = self.inner.check_locks
+            [(req.transfer_id % CHECK_LOCKS as u128) as usize]
+            .lock()
+            .await;
         let previous = with_db!(db, s => s.decisions_for_transfer(req.transfer_id).await)
             .map_err(store_err)?;
         if let Some(last) = previous.last() {
