@@ -24,7 +24,7 @@
 //! Mutating operations run one at a time (an async mutex): they are rare, they span the engine,
 //! the gate and the ledger, and one at a time makes idempotency and "approve once" exact.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -58,7 +58,7 @@ use super::errors::{ApiReject, custody_status, engine_status};
 use super::hub::{ASSETS, asset_code, asset_decimals, asset_id, timestamp};
 use super::limits::{
     CUSTODY_AMOUNT_MINOR_MAX, CUSTODY_DEPOSITS_MAX, CUSTODY_ID_BYTES_MAX, CUSTODY_RECORD_BYTES_MAX,
-    LIST_WITHDRAWALS_MAX, POR_REFRESH_MIN_US, TEXT_BYTES_MAX,
+    LIST_WITHDRAWALS_MAX, LIST_WITHDRAWALS_SCAN_MAX, POR_REFRESH_MIN_US, TEXT_BYTES_MAX,
 };
 use super::settle::LedgerHub;
 
@@ -513,6 +513,13 @@ pub struct Book {
     last_us: u64,
     withdrawals: BTreeMap<u64, WithdrawalRec>,
     by_request: HashMap<(u64, String), u64>,
+    /// Withdrawal numbers per account (owner-scoped listings).
+    by_account: HashMap<u64, BTreeSet<u64>>,
+    /// Withdrawals not final yet (not rejected and refunded, not on the ledger): the driver's
+    /// work list.
+    open_withdrawals: BTreeSet<u64>,
+    /// Deposits held or credited but not on the ledger yet.
+    open_deposits: BTreeSet<u64>,
     deposits: BTreeMap<u64, DepositRec>,
     by_deposit_id: HashMap<String, u64>,
     addresses: HashMap<(AssetId, String), u64>,
@@ -571,6 +578,9 @@ impl Book {
             last_us: 0,
             withdrawals: BTreeMap::new(),
             by_request: HashMap::new(),
+            by_account: HashMap::new(),
+            open_withdrawals: BTreeSet::new(),
+            open_deposits: BTreeSet::new(),
             deposits: BTreeMap::new(),
             by_deposit_id: HashMap::new(),
             addresses: HashMap::new(),
@@ -592,6 +602,7 @@ impl Book {
                      stopped; marked interrupted, reconcile with the engine journal"
                 );
                 d.stage = DepositStage::Interrupted;
+                self.open_deposits.remove(&d.number);
             }
         }
         tracing::info!(records = n, "custody state replayed");
@@ -653,6 +664,55 @@ impl Book {
     /// Applies one record. `Err` means the record cannot apply to this state (at replay: the
     /// log does not belong to this state; live: a machine failure).
     pub fn apply(&mut self, record: &Record) -> anyhow::Result<Applied> {
+        let applied = self.apply_record(record)?;
+        self.track(record);
+        Ok(applied)
+    }
+
+    /// Keeps the indexes the driver and the listings use in step with a record just applied.
+    fn track(&mut self, record: &Record) {
+        match record {
+            Record::WithdrawalOpened {
+                number, account, ..
+            } => {
+                self.by_account.entry(*account).or_default().insert(*number);
+                self.open_withdrawals.insert(*number);
+            }
+            Record::WithdrawalScreened { number, .. }
+            | Record::WithdrawalApproval { number, .. }
+            | Record::WithdrawalCancel { number, .. }
+            | Record::WithdrawalSigned { number, .. }
+            | Record::WithdrawalRefunded { number, .. }
+            | Record::WithdrawalSettled { number, .. } => {
+                let done = self
+                    .withdrawals
+                    .get(number)
+                    .is_none_or(|w| matches!(w.stage, Stage::Rejected | Stage::Completed));
+                if done {
+                    self.open_withdrawals.remove(number);
+                }
+            }
+            Record::DepositScreened { number, .. }
+            | Record::DepositRescreened { number, .. }
+            | Record::DepositCredited { number, .. }
+            | Record::DepositFailed { number, .. }
+            | Record::DepositSettled { number, .. } => {
+                let open = self.deposits.get(number).is_some_and(|d| match d.stage {
+                    DepositStage::Held | DepositStage::Crediting => true,
+                    DepositStage::Credited => d.height == 0,
+                    DepositStage::Rejected | DepositStage::Interrupted => false,
+                });
+                if open {
+                    self.open_deposits.insert(*number);
+                } else {
+                    self.open_deposits.remove(number);
+                }
+            }
+            Record::Reserves { .. } | Record::AddressAdded { .. } => {}
+        }
+    }
+
+    fn apply_record(&mut self, record: &Record) -> anyhow::Result<Applied> {
         if let Some(t) = record.time_us() {
             self.last_us = self.last_us.max(t);
         }
@@ -2068,19 +2128,28 @@ impl CustodyHub {
                 .map_err(|_| ApiReject::InvalidField.status("page.page_token", ""))?
         };
         let book = self.book();
+        let numbers: Box<dyn Iterator<Item = u64> + '_> = if all {
+            Box::new(book.withdrawals.range(..below).rev().map(|(n, _)| *n))
+        } else {
+            match book.by_account.get(&account) {
+                Some(set) => Box::new(set.range(..below).rev().copied()),
+                None => Box::new(std::iter::empty()),
+            }
+        };
         let mut withdrawals = Vec::with_capacity(size);
         let mut next_page_token = String::new();
-        for w in book.withdrawals.range(..below).rev().map(|(_, w)| w) {
-            if !all && w.account != account {
-                continue;
+        for (scanned, number) in numbers.enumerate() {
+            // A status filter may skip many; the page then ends early with a token to go on.
+            if withdrawals.len() == size || scanned == LIST_WITHDRAWALS_SCAN_MAX {
+                next_page_token = (number + 1).to_string();
+                break;
             }
+            let Some(w) = book.withdrawals.get(&number) else {
+                continue;
+            };
             let view = book.withdrawal_pb(w);
             if status != pb::WithdrawalStatus::Unspecified && view.status != status as i32 {
                 continue;
-            }
-            if withdrawals.len() == size {
-                next_page_token = (w.number + 1).to_string();
-                break;
             }
             withdrawals.push(view);
         }
@@ -2131,7 +2200,11 @@ impl CustodyHub {
             let book = self.book();
             let mut withdrawals = Vec::new();
             let mut held_w = Vec::new();
-            for w in book.withdrawals.values() {
+            for w in book
+                .open_withdrawals
+                .iter()
+                .filter_map(|n| book.withdrawals.get(n))
+            {
                 let due = match w.stage {
                     Stage::Screening | Stage::RefundDue => true,
                     Stage::InCustody => match book.custody_status(w.number) {
@@ -2151,7 +2224,11 @@ impl CustodyHub {
             }
             let mut deposits = Vec::new();
             let mut held_d = Vec::new();
-            for d in book.deposits.values() {
+            for d in book
+                .open_deposits
+                .iter()
+                .filter_map(|n| book.deposits.get(n))
+            {
                 if d.stage == DepositStage::Credited && d.height == 0 {
                     deposits.push(d.number);
                 }
@@ -2490,6 +2567,12 @@ mod tests {
             (view.status, view.block_height),
             (pb::WithdrawalStatus::Completed as i32, 9)
         );
+        // Final: off the driver's work list, still listed for its owner.
+        assert!(b.open_withdrawals.is_empty());
+        assert_eq!(
+            b.by_account[&1001].iter().copied().collect::<Vec<_>>(),
+            vec![1]
+        );
     }
 
     #[test]
@@ -2520,7 +2603,7 @@ mod tests {
     }
 
     #[test]
-    fn held_and_rejected_verdicts_never_reach_custody_and_a_cancel_refunds() {
+    fn held_and_rejected_verdicts_never_reach_custody_and_a_policy_refusal_is_refunded() {
         let keys = keys();
         let mut b = book(&keys, None);
         let mut records = opened(1, 5_000_000, T0);
@@ -2580,6 +2663,11 @@ mod tests {
         .unwrap();
         let view = b.withdrawal_pb(b.withdrawal(3).unwrap());
         assert_eq!(view.status, pb::WithdrawalStatus::Rejected as i32);
+        // The held one and the one whose refund is due stay on the driver's list.
+        assert_eq!(
+            b.open_withdrawals.iter().copied().collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         assert!(view.rejection_reason.contains("insufficient"));
     }
 
@@ -2662,6 +2750,8 @@ mod tests {
         .unwrap();
         assert_eq!(b.deposits[&1].stage, DepositStage::Credited);
         assert_eq!(b.deposits[&2].stage, DepositStage::Interrupted);
+        // The credited one waits for its ledger record; the interrupted one for an operator.
+        assert_eq!(b.open_deposits.iter().copied().collect::<Vec<_>>(), vec![1]);
         assert_eq!(b.reserves(CITY), 42);
     }
 

@@ -45,6 +45,8 @@ pub const L2_SNAPSHOT_DEPTH: usize = 1000;
 pub const SNAPSHOT_EVERY_COMMANDS: u64 = 1_000_000;
 /// Withdrawals returned by one ListWithdrawals page at most.
 pub const LIST_WITHDRAWALS_MAX: usize = 500;
+/// Withdrawals one ListWithdrawals page looks at most (with a status filter).
+pub const LIST_WITHDRAWALS_SCAN_MAX: usize = 100_000;
 /// Largest amount one withdrawal or deposit may carry, in minor units.
 pub const CUSTODY_AMOUNT_MINOR_MAX: u64 = 1_000_000_000_000_000;
 /// Longest deposit id, client_request_id or originator address, in bytes.
