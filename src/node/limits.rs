@@ -55,8 +55,9 @@ pub const CUSTODY_ID_BYTES_MAX: usize = 128;
 pub const CUSTODY_DEPOSITS_MAX: usize = 1_000_000;
 /// Longest line of the custody record log, in bytes (a longer line is damage).
 pub const CUSTODY_RECORD_BYTES_MAX: usize = 64 * 1024;
-/// Least time between two proof-of-reserves publications, in microseconds.
-pub const POR_REFRESH_MIN_US: u64 = 1_000_000;
+/// Least time between two proof-of-reserves publications, in microseconds (each one walks
+/// the engine's whole state on the engine thread).
+pub const POR_REFRESH_MIN_US: u64 = 10_000_000;
 /// Transfers in one block of the node's ledger (a block must fit in one gRPC message when
 /// served by Ledger.GetBlock, ~250 bytes per transfer).
 pub const LEDGER_BLOCK_TRANSFERS_MAX: usize = 192;
