@@ -41,7 +41,7 @@ fn start(data_dir: &Path) -> Node {
         .arg("--data-dir")
         .arg(data_dir)
         .env("RUST_LOG", "warn")
-        .env_remove("REMPART_KEYSTORE_PASSPHRASE")
+        .env_remove("REMPART_COMPLIANCE_PASSPHRASE")
         .env_remove("REMPART_KYC_ISSUERS")
         .env_remove("REMPART_KYC_POSTGRES")
         .stdout(Stdio::piped())

@@ -5,7 +5,7 @@
 //! # Layout
 //! - [`Compliance::open`]: the gate's Ed25519 key in the node's embedded key store
 //!   (`<data_dir>/compliance/keys`, `hsm::software::SoftwareKeyStore`, passphrase from
-//!   `REMPART_KEYSTORE_PASSPHRASE`; the demo falls back to a fixed passphrase and warns), the
+//!   `REMPART_COMPLIANCE_PASSPHRASE`; the demo falls back to a fixed passphrase and warns), the
 //!   store (SQLite `<data_dir>/compliance/kyc.sqlite`, or PostgreSQL when
 //!   `REMPART_KYC_POSTGRES` names one), the screener (a small embedded demo list, plus the UN
 //!   consolidated list when `REMPART_UNSC_XML` names its XML), the monitoring rules (the
@@ -68,7 +68,7 @@ pub const GATE_KEY_LABEL: &str = "kyc-gate";
 /// Id of the demo's identity provider.
 pub const DEMO_ISSUER: &str = "demo-idp";
 /// Key-store passphrase (the demo falls back to [`DEMO_PASSPHRASE`]).
-pub const PASSPHRASE_ENV: &str = "REMPART_KEYSTORE_PASSPHRASE";
+pub const PASSPHRASE_ENV: &str = "REMPART_COMPLIANCE_PASSPHRASE";
 /// The demo's key-store passphrase when none is given. Not a secret: the demo says so.
 pub const DEMO_PASSPHRASE: &str = "rempart-demo-not-secret";
 /// Trusted issuers: `id:hex-ed25519-public-key,...`.
@@ -100,6 +100,8 @@ pub const ATTESTATION_DAYS_DEFAULT: u32 = 365;
 pub const ATTESTATION_DAYS_MAX: u32 = 5 * 365;
 
 const DAY_US: i64 = kyc_aml::limits::DAY_US;
+/// Seconds between two re-derivations of CDD levels whose attestations expired.
+pub const REFRESH_EVERY_S: u64 = 60;
 /// Locks that serialise checks of the same transfer id (see `Inner::check_locks`).
 const CHECK_LOCKS: usize = 64;
 /// A syntactically valid LEI for the demo (ISO 17442 check digits); deployments set their own.
@@ -267,6 +269,8 @@ struct Inner {
     /// Checks of one transfer id run one at a time (lock `transfer_id % CHECK_LOCKS`), so a
     /// retry racing its original finds the stored decision instead of evaluating twice.
     check_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Per customer, the next expiry of one of its attestations: when its CDD level may drop.
+    expiries: Mutex<HashMap<u64, i64>>,
     next_case: AtomicU64,
     gate_public_key: [u8; 32],
     tiers: TierTable,
@@ -674,6 +678,7 @@ impl Compliance {
                 issuers,
                 standing: RwLock::new(HashMap::new()),
                 writes: tokio::sync::Mutex::new(()),
+                expiries: Mutex::new(HashMap::new()),
                 check_locks: (0..CHECK_LOCKS)
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
@@ -700,30 +705,50 @@ impl Compliance {
             .map_err(|s| anyhow::anyhow!("loading frozen customers: {}", s.message()))?;
         let max_case =
             with_db!(&inner.db, s => raw_query(s, "SELECT MAX(id) FROM cases", vec![]).await)?;
+        let expiring = with_db!(&inner.db, s => raw_query(
+            s,
+            "SELECT customer, MIN(expires_at_us) FROM attestations GROUP BY customer",
+            vec![],
+        ).await)?;
+        if let Ok(mut m) = inner.expiries.lock() {
+            for row in &expiring {
+                if let (Some(Val::I64(Some(c))), Some(Val::I64(Some(at)))) =
+                    (row.first(), row.get(1))
+                {
+                    m.insert(*c as u64, *at);
+                }
+            }
+        }
         inner.next_case.store(
             first_i64(&max_case).unwrap_or(0).max(0) as u64 + 1,
             Ordering::SeqCst,
         );
         let now = now_i64();
-        let mut gate = inner
-            .gate
-            .lock()
-            .map_err(|_| anyhow::anyhow!("gate lock poisoned"))?;
-        let mut standing = inner
-            .standing
-            .write()
-            .map_err(|_| anyhow::anyhow!("standing lock poisoned"))?;
-        for p in profiles {
-            standing.insert(
-                p.id,
-                Standing {
-                    tier: p.effective_tier(now).ok(),
-                    frozen: frozen.contains(&p.id),
-                },
-            );
-            gate.upsert_customer(p)
-                .map_err(|e| anyhow::anyhow!("gate: {e}"))?;
+        {
+            let mut gate = inner
+                .gate
+                .lock()
+                .map_err(|_| anyhow::anyhow!("gate lock poisoned"))?;
+            let mut standing = inner
+                .standing
+                .write()
+                .map_err(|_| anyhow::anyhow!("standing lock poisoned"))?;
+            for p in profiles {
+                standing.insert(
+                    p.id,
+                    Standing {
+                        tier: p.effective_tier(now).ok(),
+                        frozen: frozen.contains(&p.id),
+                    },
+                );
+                gate.upsert_customer(p)
+                    .map_err(|e| anyhow::anyhow!("gate: {e}"))?;
+            }
         }
+        // Attestations that expired while the node was down stop counting now.
+        self.refresh(now)
+            .await
+            .map_err(|s| anyhow::anyhow!("re-deriving CDD levels: {}", s.message()))?;
         Ok(())
     }
 
@@ -912,8 +937,10 @@ impl Compliance {
         let new_tier = record.profile.effective_tier(now).ok();
         if new_tier != old_tier {
             let reason = format!("attestation from {} accepted", accepted.issuer);
-            with_db!(db, s => s.record_tier_change(customer, now, new_tier.unwrap_or(Tier::Tier0), cdd, &reason).await)
-                .map_err(store_err)?;
+            with_db!(db, s => s
+                .record_tier_change(customer, now, new_tier.unwrap_or(Tier::Tier0), cdd, &reason)
+                .await)
+            .map_err(store_err)?;
         }
         self.inner
             .gate
@@ -922,9 +949,116 @@ impl Compliance {
             .upsert_customer(record.profile.clone())
             .map_err(kyc_err)?;
         self.set_standing(&record.profile, None, now);
+        self.note_expiry(customer, &evidence, now);
         drop(_w);
         self.screen_customer(customer, &att.claims, now).await?;
         self.status(customer, now).await
+    }
+
+    fn note_expiry(
+        &self,
+        customer: u64,
+        evidence: &[kyc_aml::attestation::AcceptedAttestation],
+        now: i64,
+    ) {
+        let next = evidence
+            .iter()
+            .map(|a| a.expires_at_us)
+            .filter(|t| *t > now)
+            .min();
+        if let Ok(mut m) = self.inner.expiries.lock() {
+            match next {
+                Some(t) => m.insert(customer, t),
+                None => m.remove(&customer),
+            };
+        }
+    }
+
+    /// Re-derives the CDD level of every customer one of whose attestations expired by `now`
+    /// (and the tier from it): expired evidence stops counting, so a customer whose only
+    /// attestation expired is back at tier 0 and may not trade. Run by a background task every
+    /// [`REFRESH_EVERY_S`] seconds; returns how many customers changed tier.
+    pub async fn refresh(&self, now: i64) -> Result<usize, Status> {
+        let due: Vec<u64> = match self.inner.expiries.lock() {
+            Ok(m) => m
+                .iter()
+                .filter(|(_, t)| **t <= now)
+                .map(|(c, _)| *c)
+                .collect(),
+            Err(_) => return Err(ApiReject::Internal.status("", "expiry lock poisoned")),
+        };
+        let mut changed = 0;
+        for customer in due {
+            let _w = self.inner.writes.lock().await;
+            let db = &self.inner.db;
+            let Some(mut record) =
+                with_db!(db, s => s.get_customer(customer).await).map_err(store_err)?
+            else {
+                continue;
+            };
+            let evidence = with_db!(db, s => s.attestations(customer).await).map_err(store_err)?;
+            self.note_expiry(customer, &evidence, now);
+            let Some(personal) = record.personal.clone() else {
+                continue;
+            };
+            let cdd = self.inner.issuers.cdd_level(
+                record.profile.kind,
+                &personal,
+                &evidence,
+                record.edd_signed_off,
+                now,
+            );
+            if cdd == record.profile.cdd {
+                continue;
+            }
+            let old_tier = record.profile.effective_tier(now).ok();
+            record.profile.cdd = cdd;
+            with_db!(db, s => s.put_customer(&record).await).map_err(store_err)?;
+            let new_tier = record.profile.effective_tier(now).ok();
+            if new_tier != old_tier {
+                changed += 1;
+                with_db!(db, s => s
+                    .record_tier_change(
+                        customer,
+                        now,
+                        new_tier.unwrap_or(Tier::Tier0),
+                        cdd,
+                        "attestation expired",
+                    )
+                    .await)
+                .map_err(store_err)?;
+            }
+            self.inner
+                .gate
+                .lock()
+                .map_err(|_| ApiReject::Internal.status("", "gate lock poisoned"))?
+                .upsert_customer(record.profile.clone())
+                .map_err(kyc_err)?;
+            self.set_standing(&record.profile, None, now);
+            tracing::info!(
+                customer,
+                ?cdd,
+                "CDD level re-derived after an attestation expired"
+            );
+        }
+        Ok(changed)
+    }
+
+    /// Runs [`Compliance::refresh`] every [`REFRESH_EVERY_S`] seconds until `shutdown` changes.
+    pub fn spawn_refresh(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(REFRESH_EVERY_S)) => {
+                        if let Err(s) = me.refresh(now_i64()).await {
+                            tracing::warn!(error = %s.message(), "compliance refresh failed");
+                        }
+                    }
+                    _ = shutdown.changed() => return,
+                }
+            }
+        });
     }
 
     /// Screens a customer's attested name at onboarding. A hit opens a case about the customer
@@ -1263,8 +1397,9 @@ impl Compliance {
             Reject::SanctionsMatch.code(),
             Reject::SanctionsPossibleMatch.code(),
         );
-        let rows = with_db!(&self.inner.db, s => raw_query(s, &sql, vec![Val::I64(Some(account as i64))]).await)
-            .map_err(store_err)?;
+        let rows = with_db!(&self.inner.db, s =>
+            raw_query(s, &sql, vec![Val::I64(Some(account as i64))]).await)
+        .map_err(store_err)?;
         let Some(row) = rows.first() else {
             return Ok(None);
         };
@@ -1470,8 +1605,9 @@ impl Compliance {
     async fn report(&self, id: u64, now: i64) -> Result<Vec<u8>, Status> {
         let case = self.get_case(id).await?;
         let req = report_request(&case, now);
-        let out = with_db!(&self.inner.db, s => kyc_aml::goaml::report_for_case(s, id, &self.inner.entity, &req).await)
-            .map_err(kyc_err)?;
+        let out = with_db!(&self.inner.db, s =>
+            kyc_aml::goaml::report_for_case(s, id, &self.inner.entity, &req).await)
+        .map_err(kyc_err)?;
         match out {
             Ok(xml) => Ok(xml.into_bytes()),
             Err(r) => Err(kyc_status(&r, "case_id")),
@@ -2285,6 +2421,44 @@ mod tests {
             .drop_schema()
             .await
             .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_expired_attestation_takes_the_tier_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Compliance::open(dir.path(), true, &|_| None).await.unwrap();
+        let seed = read_key_file(c.demo_provider_key().unwrap()).unwrap();
+        let now = now_i64();
+        let att = sign_attestation(
+            &seed,
+            AttestationClaims {
+                subject: 3001,
+                issuer: DEMO_ISSUER.into(),
+                assurance: Assurance::Substantial,
+                full_name: "Erin Demo".into(),
+                birth_date: None,
+                nationality: None,
+                residence_country: "FR".into(),
+                national_id: None,
+                issued_at_us: now - 1,
+                expires_at_us: now + 1_000,
+            },
+        );
+        let status = c.submit_attestation(3001, &att, now).await.unwrap();
+        assert_eq!((status.tier, c.may_trade(3001)), (1, true));
+        assert_eq!(c.refresh(now + 999).await.unwrap(), 0);
+        assert!(c.may_trade(3001));
+        assert_eq!(c.refresh(now + 1_000).await.unwrap(), 1);
+        assert!(!c.may_trade(3001));
+        let status = c.status(3001, now + 1_000).await.unwrap();
+        assert_eq!(
+            (status.tier, status.state),
+            (0, pb::CustomerState::Pending as i32)
+        );
+        // A restart keeps it at tier 0 (the store says so).
+        drop(c);
+        let c = Compliance::open(dir.path(), true, &|_| None).await.unwrap();
+        assert!(!c.may_trade(3001));
     }
 
     #[test]

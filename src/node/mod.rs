@@ -195,6 +195,7 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
             .collect();
         compliance.onboard_demo(&parties).await?;
     }
+    compliance.spawn_refresh(shutdown_rx.clone());
     let ledger = settle::LedgerHub::open(
         settle::LedgerOptions {
             data_dir: options.data_dir.clone(),
