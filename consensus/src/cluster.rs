@@ -15,7 +15,7 @@ use settlement::store::file::FileStore;
 use settlement::testkit;
 
 use crate::mempool::{Mempool, SubmitRefusal};
-use crate::node::{self, NodeError, NodeOptions, NodeStatus, RunningNode};
+use crate::node::{self, NodeError, NodeMetrics, NodeOptions, NodeStatus, RunningNode};
 use crate::signing::ValidatorSigner;
 
 /// Validators a cluster may have.
@@ -137,6 +137,30 @@ impl Cluster {
     /// Validator `index`'s mempool, if it runs.
     pub fn mempool(&self, index: usize) -> Option<&Arc<Mempool>> {
         self.nodes.get(index)?.as_ref().map(|node| &node.mempool)
+    }
+
+    /// The mempools of the running validators (what a client submits to).
+    pub fn mempools(&self) -> Vec<Arc<Mempool>> {
+        self.nodes
+            .iter()
+            .flatten()
+            .map(|node| Arc::clone(&node.mempool))
+            .collect()
+    }
+
+    /// Validator `index`'s metrics, if it runs.
+    pub fn metrics(&self, index: usize) -> Option<&Arc<NodeMetrics>> {
+        self.nodes.get(index)?.as_ref().map(|node| &node.metrics)
+    }
+
+    /// Validators in the cluster (running or not).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True if the cluster has no validators (never: it starts at least one).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
     }
 
     /// The status of every validator (None: stopped).

@@ -4,12 +4,20 @@
 //! arrival order, and every validator drops the batches a decided block carried. A batch is
 //! named by the hash of its canonical bytes, so the same batch submitted twice is queued once.
 //!
+//! A validator may hand every accepted batch to a pre-verifier ([`Mempool::set_preverifier`]),
+//! which checks its signatures before any proposal carries it (settlement's
+//! `ledger::verified`) and then marks it ready ([`Mempool::mark_ready`]); a proposer packs
+//! ready batches first ([`Mempool::select_ready`]), so that executing its block does not wait
+//! for signature checks.
+//!
 //! A batch stays queued until a block carrying it is decided: a proposal that loses its round
 //! does not lose its transfers. The ledger itself refuses a transfer id seen before, so even
 //! a batch packed twice settles once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use settlement::codec::Writer;
@@ -66,11 +74,43 @@ pub fn batch_id(batch: &Batch) -> Hash32 {
     tagged_hash(DOMAIN_MEMPOOL_BATCH, &[w.as_bytes()])
 }
 
+/// One decided batch as this validator saw it: for commit latency and throughput figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitSample {
+    /// When the client submitted the batch.
+    pub submitted: Instant,
+    /// When this validator had committed (and stored) the block carrying it.
+    pub committed: Instant,
+    /// Transfers (or accounts) in the batch.
+    pub entries: usize,
+}
+
+impl CommitSample {
+    /// Submission to durable commit.
+    pub fn latency(&self) -> Duration {
+        self.committed.saturating_duration_since(self.submitted)
+    }
+}
+
 #[derive(Debug)]
 struct Queued {
     id: Hash32,
     batch: Batch,
     submitted: Instant,
+    /// Its signatures were checked ahead (or there is no pre-verifier).
+    ready: bool,
+}
+
+/// A batch handed to the pre-verifier: its id (to mark it ready), the batch, and the mempool
+/// it came from (weak: the pre-verifier must not keep a stopped validator's mempool alive).
+#[derive(Debug)]
+pub struct PreverifyJob {
+    /// The batch's mempool id.
+    pub id: Hash32,
+    /// The batch.
+    pub batch: Batch,
+    /// Where to mark it ready.
+    pub mempool: Weak<Mempool>,
 }
 
 #[derive(Debug, Default)]
@@ -81,8 +121,8 @@ struct Inner {
     index: HashMap<Hash32, u64>,
     next: u64,
     entries: usize,
-    /// (commit latency, entries) of batches this validator saw decided.
-    latencies: Vec<(Duration, usize)>,
+    /// Batches this validator saw decided, oldest first.
+    samples: Vec<CommitSample>,
 }
 
 /// A bounded, shared mempool (one per validator).
@@ -91,6 +131,9 @@ pub struct Mempool {
     inner: Mutex<Inner>,
     arrived: Notify,
     entries_max: usize,
+    /// Where accepted batches go to have their signatures checked ahead (bounded; a batch that
+    /// does not fit is verified when its block is executed).
+    preverify: Mutex<Option<(SyncSender<PreverifyJob>, Weak<Mempool>)>>,
 }
 
 impl Default for Mempool {
@@ -111,7 +154,34 @@ impl Mempool {
             inner: Mutex::new(Inner::default()),
             arrived: Notify::new(),
             entries_max: entries_max.min(MEMPOOL_ENTRIES_MAX),
+            preverify: Mutex::new(None),
         }
+    }
+
+    /// Sends a copy of every batch this mempool accepts from now on to `sender`, to be marked
+    /// ready once checked; a batch accepted while no pre-verifier is set, or that does not fit
+    /// in the channel, is ready at once. None: stop (dropping the sender lets the receiving
+    /// thread end).
+    pub fn set_preverifier(self: &Arc<Self>, sender: Option<SyncSender<PreverifyJob>>) {
+        *self
+            .preverify
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            sender.map(|sender| (sender, Arc::downgrade(self)));
+    }
+
+    /// Marks a queued batch ready (its signatures were checked).
+    pub fn mark_ready(&self, id: &Hash32) {
+        {
+            let mut inner = self.lock();
+            let Some(seq) = inner.index.get(id).copied() else {
+                return;
+            };
+            if let Some(queued) = inner.queue.get_mut(&seq) {
+                queued.ready = true;
+            }
+        }
+        self.arrived.notify_one();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -136,7 +206,13 @@ impl Mempool {
             return Err(SubmitRefusal::TooLarge);
         }
         let id = batch_id(&batch);
-        {
+        let preverify = self
+            .preverify
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let copy = preverify.as_ref().map(|_| batch.clone());
+        let seq = {
             let mut inner = self.lock();
             if inner.index.contains_key(&id) {
                 return Err(SubmitRefusal::Duplicate);
@@ -156,8 +232,19 @@ impl Mempool {
                     id,
                     batch,
                     submitted,
+                    ready: preverify.is_none(),
                 },
             );
+            seq
+        };
+        if let (Some((sender, mempool)), Some(batch)) = (preverify, copy) {
+            let job = PreverifyJob { id, batch, mempool };
+            if sender.try_send(job).is_err() {
+                // The pre-verifier is behind (or gone): the block's execution will verify it.
+                if let Some(queued) = self.lock().queue.get_mut(&seq) {
+                    queued.ready = true;
+                }
+            }
         }
         self.arrived.notify_one();
         Ok(())
@@ -181,10 +268,17 @@ impl Mempool {
     /// The oldest batches that fit in a block of `entries_max` entries (at least one batch
     /// if any is queued and fits a block at all), left queued until decided.
     pub fn select(&self, entries_max: usize) -> Vec<Batch> {
+        self.select_where(entries_max, false)
+    }
+
+    fn select_where(&self, entries_max: usize, ready_only: bool) -> Vec<Batch> {
         let inner = self.lock();
         let mut taken = 0;
         let mut batches = Vec::new();
         for queued in inner.queue.values() {
+            if ready_only && !queued.ready {
+                continue;
+            }
             let len = queued.batch.len();
             if batches.len() >= BATCHES_PER_BLOCK_MAX
                 || (taken + len > entries_max && !batches.is_empty())
@@ -205,6 +299,29 @@ impl Mempool {
         let _ = tokio::time::timeout(wait, self.arrived.notified()).await;
     }
 
+    /// True if a batch is ready.
+    pub fn has_ready(&self) -> bool {
+        self.lock().queue.values().any(|queued| queued.ready)
+    }
+
+    /// Waits until a batch is ready or `wait` passes, whichever is first.
+    pub async fn wait_for_ready(&self, wait: Duration) {
+        let end = tokio::time::Instant::now() + wait;
+        while !self.has_ready() {
+            if tokio::time::timeout_at(end, self.arrived.notified())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    /// [`Mempool::select`] over the ready batches only.
+    pub fn select_ready(&self, entries_max: usize) -> Vec<Batch> {
+        self.select_where(entries_max, true)
+    }
+
     /// Drops the batches a decided block carried, recording their commit latency.
     pub fn remove_committed(&self, batches: &[Batch], committed: Instant) {
         let mut inner = self.lock();
@@ -217,17 +334,20 @@ impl Mempool {
                 debug_assert_eq!(queued.id, id);
                 let len = queued.batch.len();
                 inner.entries -= len;
-                if inner.latencies.len() < LATENCY_SAMPLES_MAX {
-                    let latency = committed.saturating_duration_since(queued.submitted);
-                    inner.latencies.push((latency, len));
+                if inner.samples.len() < LATENCY_SAMPLES_MAX {
+                    inner.samples.push(CommitSample {
+                        submitted: queued.submitted,
+                        committed,
+                        entries: len,
+                    });
                 }
             }
         }
     }
 
-    /// Takes the (commit latency, entries) samples recorded so far.
-    pub fn take_latencies(&self) -> Vec<(Duration, usize)> {
-        std::mem::take(&mut self.lock().latencies)
+    /// Takes the commit samples recorded so far.
+    pub fn take_samples(&self) -> Vec<CommitSample> {
+        std::mem::take(&mut self.lock().samples)
     }
 }
 
@@ -266,7 +386,10 @@ mod tests {
         assert_eq!(pool.select(7), selected);
         pool.remove_committed(&selected, Instant::now());
         assert_eq!(pool.select(7), vec![batch(3, 3)]);
-        assert_eq!(pool.take_latencies().len(), 2);
+        let samples = pool.take_samples();
+        assert_eq!(samples.len(), 2);
+        assert_eq!(samples[0].entries, 3);
+        assert!(samples[0].committed >= samples[0].submitted);
         // An oversized first batch still goes alone rather than blocking the queue.
         assert_eq!(pool.select(1), vec![batch(3, 3)]);
     }

@@ -8,10 +8,16 @@
 //!
 //! The replica is synchronous; its heavy calls (propose, validate, commit) run under
 //! `tokio::task::block_in_place`, so a node needs the multi-threaded tokio runtime.
+//!
+//! Each block is executed once per validator: the proposer stages the block it builds
+//! (`Replica::propose_staged`) and a voter the proposal it checks (`Replica::validate_staged`),
+//! so that committing that block (the usual case) only checks its certificate and stores it.
+//! [`NodeMetrics`] counts where the time goes.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use malachitebft_app::config::{
@@ -32,6 +38,7 @@ use malachitebft_app_channel::{
 };
 use settlement::block::{Block, CommittedBlock};
 use settlement::crypto::Hash32;
+use settlement::ledger::verified::{Preverifier, SignatureCache};
 use settlement::membership::{GenesisConfig, ValidatorId};
 use settlement::replica::{Replica, ReplicaError};
 use settlement::store::BlockStore;
@@ -42,7 +49,7 @@ use tracing::{debug, error, info, warn};
 use crate::certificate;
 use crate::codec::WireCodec;
 use crate::context::{Address, BlockHash, BlockRef, Height, LedgerContext, ValidatorSet};
-use crate::mempool::Mempool;
+use crate::mempool::{Mempool, PreverifyJob};
 use crate::signing::{LedgerVerifier, ValidatorSigner};
 use crate::stream::{self, Reassembler};
 
@@ -54,6 +61,8 @@ pub const UNDECIDED_BLOCKS_MAX: usize = 256;
 pub const CLOCK_DRIFT_MAX: Duration = Duration::from_secs(10);
 /// Default transfers (and accounts) in one block.
 pub const BLOCK_ENTRIES_DEFAULT: usize = 4_096;
+/// Batches waiting for the pre-verifier at most (beyond, they are verified at execution).
+pub const PREVERIFY_QUEUE_BATCHES_MAX: usize = 4_096;
 
 /// How a validator runs (everything but its identity and its store).
 #[derive(Debug, Clone)]
@@ -74,6 +83,10 @@ pub struct NodeOptions {
     pub empty_block_wait: Duration,
     /// Threads the ledger uses to verify signatures.
     pub verify_threads: usize,
+    /// Check the signatures of mempool batches as they arrive, ahead of their block (see
+    /// settlement's `ledger::verified`); off, every signature is checked when its block is
+    /// executed. The results are the same either way.
+    pub preverify: bool,
     /// Interval of block-sync status broadcasts (how fast a lagging validator notices).
     pub sync_status_interval: Duration,
 }
@@ -104,6 +117,7 @@ impl NodeOptions {
             block_entries_max: BLOCK_ENTRIES_DEFAULT,
             empty_block_wait: Duration::from_millis(100),
             verify_threads: 1,
+            preverify: true,
             sync_status_interval: Duration::from_secs(1),
         }
     }
@@ -122,6 +136,103 @@ pub struct NodeStatus {
     pub transfers: usize,
     /// Set if the validator stopped on a fatal error.
     pub failed: Option<String>,
+}
+
+/// Where a validator's time goes: cumulative counters, updated as it works (for the benchmark
+/// and for operators).
+#[derive(Debug, Default)]
+pub struct NodeMetrics {
+    /// Blocks committed.
+    pub blocks: AtomicU64,
+    /// Transfers and accounts in the committed blocks.
+    pub entries: AtomicU64,
+    /// Proposals this validator built.
+    pub proposals: AtomicU64,
+    /// Time spent building them (selection, execution, state hash), microseconds.
+    pub propose_us: AtomicU64,
+    /// Proposals of others this validator checked (executed).
+    pub validations: AtomicU64,
+    /// Time spent checking them, microseconds.
+    pub validate_us: AtomicU64,
+    /// Time spent committing decided blocks (certificate check, staged commit or execution,
+    /// durable append), microseconds.
+    pub commit_us: AtomicU64,
+    /// Commits whose block was staged, so not executed a second time.
+    pub commits_staged: AtomicU64,
+    /// Transfers and accounts whose signatures the pre-verifier checked.
+    pub preverified: AtomicU64,
+    /// Time the pre-verifier spent, microseconds (off the blocks' critical path).
+    pub preverify_us: AtomicU64,
+}
+
+impl NodeMetrics {
+    fn add(counter: &AtomicU64, value: u64) {
+        counter.fetch_add(value, Ordering::Relaxed);
+    }
+
+    fn add_elapsed(counter: &AtomicU64, since: Instant) {
+        Self::add(counter, since.elapsed().as_micros() as u64);
+    }
+
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            blocks: get(&self.blocks),
+            entries: get(&self.entries),
+            proposals: get(&self.proposals),
+            propose_us: get(&self.propose_us),
+            validations: get(&self.validations),
+            validate_us: get(&self.validate_us),
+            commit_us: get(&self.commit_us),
+            commits_staged: get(&self.commits_staged),
+            preverified: get(&self.preverified),
+            preverify_us: get(&self.preverify_us),
+        }
+    }
+}
+
+/// The counters of [`NodeMetrics`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    /// See [`NodeMetrics::blocks`].
+    pub blocks: u64,
+    /// See [`NodeMetrics::entries`].
+    pub entries: u64,
+    /// See [`NodeMetrics::proposals`].
+    pub proposals: u64,
+    /// See [`NodeMetrics::propose_us`].
+    pub propose_us: u64,
+    /// See [`NodeMetrics::validations`].
+    pub validations: u64,
+    /// See [`NodeMetrics::validate_us`].
+    pub validate_us: u64,
+    /// See [`NodeMetrics::commit_us`].
+    pub commit_us: u64,
+    /// See [`NodeMetrics::commits_staged`].
+    pub commits_staged: u64,
+    /// See [`NodeMetrics::preverified`].
+    pub preverified: u64,
+    /// See [`NodeMetrics::preverify_us`].
+    pub preverify_us: u64,
+}
+
+impl MetricsSnapshot {
+    /// The counts since `earlier`.
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            blocks: self.blocks.saturating_sub(earlier.blocks),
+            entries: self.entries.saturating_sub(earlier.entries),
+            proposals: self.proposals.saturating_sub(earlier.proposals),
+            propose_us: self.propose_us.saturating_sub(earlier.propose_us),
+            validations: self.validations.saturating_sub(earlier.validations),
+            validate_us: self.validate_us.saturating_sub(earlier.validate_us),
+            commit_us: self.commit_us.saturating_sub(earlier.commit_us),
+            commits_staged: self.commits_staged.saturating_sub(earlier.commits_staged),
+            preverified: self.preverified.saturating_sub(earlier.preverified),
+            preverify_us: self.preverify_us.saturating_sub(earlier.preverify_us),
+        }
+    }
 }
 
 /// Why a validator cannot start or had to stop.
@@ -156,6 +267,8 @@ pub struct RunningNode {
     pub mempool: Arc<Mempool>,
     /// Its status, updated after every commit.
     pub status: watch::Receiver<NodeStatus>,
+    /// Where its time goes.
+    pub metrics: Arc<NodeMetrics>,
     engine: EngineHandle,
     app: JoinHandle<Result<(), NodeError>>,
 }
@@ -169,8 +282,9 @@ impl std::fmt::Debug for RunningNode {
 }
 
 impl RunningNode {
-    /// Stops the engine and the application loop.
+    /// Stops the engine, the application loop and the pre-verifier.
     pub async fn shutdown(self) {
+        self.mempool.set_preverifier(None);
         let _ = self.engine.actor.kill_and_wait(None).await;
         self.engine.handle.abort();
         self.app.abort();
@@ -276,7 +390,7 @@ where
     {
         return Err(NodeError::Runtime);
     }
-    let replica = tokio::task::block_in_place(|| {
+    let mut replica = tokio::task::block_in_place(|| {
         Replica::open(genesis, store, options.verify_threads.max(1))
     })?;
     let member_key = replica
@@ -330,6 +444,17 @@ where
         transfers: replica.ledger().transfer_count(),
         failed: None,
     });
+    let metrics = Arc::new(NodeMetrics::default());
+    if options.preverify {
+        let cache = Arc::new(SignatureCache::new());
+        replica.use_signature_cache(Arc::clone(&cache));
+        start_preverifier(
+            Preverifier::new(&genesis.ledger_config(1).gate_keys, cache),
+            &mempool,
+            &metrics,
+            &options.moniker,
+        )?;
+    }
     let app = App {
         address,
         replica,
@@ -341,14 +466,45 @@ where
         validity: BTreeMap::new(),
         reassembler: Reassembler::new(),
         status: status_tx,
+        metrics: Arc::clone(&metrics),
     };
     let app = tokio::spawn(app.run(channels));
     Ok(RunningNode {
         mempool,
         status,
+        metrics,
         engine,
         app,
     })
+}
+
+/// Starts the thread that checks the signatures of the batches `mempool` accepts, ahead of the
+/// blocks that will carry them. It ends when the mempool lets go of its sender (at shutdown).
+fn start_preverifier(
+    preverifier: Preverifier,
+    mempool: &Arc<Mempool>,
+    metrics: &Arc<NodeMetrics>,
+    moniker: &str,
+) -> Result<(), NodeError> {
+    let (sender, receiver) =
+        std::sync::mpsc::sync_channel::<PreverifyJob>(PREVERIFY_QUEUE_BATCHES_MAX);
+    let metrics = Arc::clone(metrics);
+    std::thread::Builder::new()
+        .name(format!("preverify-{moniker}"))
+        .spawn(move || {
+            while let Ok(job) = receiver.recv() {
+                let started = Instant::now();
+                preverifier.verify(&job.batch);
+                NodeMetrics::add_elapsed(&metrics.preverify_us, started);
+                NodeMetrics::add(&metrics.preverified, job.batch.len() as u64);
+                if let Some(mempool) = job.mempool.upgrade() {
+                    mempool.mark_ready(&job.id);
+                }
+            }
+        })
+        .map_err(|e| NodeError::Engine(format!("pre-verification thread: {e}")))?;
+    mempool.set_preverifier(Some(sender));
+    Ok(())
 }
 
 /// Publishes `block` as a proposal stream of `proposer` at `round`.
@@ -393,6 +549,7 @@ struct App<S: BlockStore> {
     validity: BTreeMap<BlockHash, Validity>,
     reassembler: Reassembler,
     status: watch::Sender<NodeStatus>,
+    metrics: Arc<NodeMetrics>,
 }
 
 impl<S: BlockStore> App<S> {
@@ -431,7 +588,13 @@ impl<S: BlockStore> App<S> {
             );
             Validity::Invalid
         } else {
-            match tokio::task::block_in_place(|| self.replica.validate_proposal(block)) {
+            let started = Instant::now();
+            // Staged: the block checked last is the one most likely decided, and committing
+            // it then costs no second execution.
+            let verdict = tokio::task::block_in_place(|| self.replica.validate_staged(block));
+            NodeMetrics::add_elapsed(&self.metrics.validate_us, started);
+            NodeMetrics::add(&self.metrics.validations, 1);
+            match verdict {
                 Ok(_) => Validity::Valid,
                 Err(error) => {
                     warn!(%error, height = block.header.height, "invalid proposal");
@@ -478,22 +641,30 @@ impl<S: BlockStore> App<S> {
     }
 
     async fn build_block(&mut self, height: Height) -> Option<Block> {
+        // Batches whose signatures were checked ahead first, so that executing the block does
+        // not wait for signature checks; if none is ready in time, whatever is queued.
         self.mempool
-            .wait_for_batch(self.options.empty_block_wait)
+            .wait_for_ready(self.options.empty_block_wait)
             .await;
-        let batches = self.mempool.select(self.options.block_entries_max);
+        let started = Instant::now();
+        let mut batches = self.mempool.select_ready(self.options.block_entries_max);
+        if batches.is_empty() {
+            batches = self.mempool.select(self.options.block_entries_max);
+        }
         let timestamp = now_us().max(self.replica.ledger().timestamp_us() + 1);
         let proposer = self.address.0;
         let built = tokio::task::block_in_place(|| {
             self.replica
-                .propose(proposer, timestamp, batches)
+                .propose_staged(proposer, timestamp, batches)
                 .or_else(|error| {
                     // A machine failure while executing the batches: offer an empty block
                     // rather than stall the height.
                     warn!(%error, height = height.0, "cannot build a block; proposing an empty one");
-                    self.replica.propose(proposer, timestamp, Vec::new())
+                    self.replica.propose_staged(proposer, timestamp, Vec::new())
                 })
         });
+        NodeMetrics::add_elapsed(&self.metrics.propose_us, started);
+        NodeMetrics::add(&self.metrics.proposals, 1);
         match built {
             Ok(block) => Some(block),
             Err(error) => {
@@ -755,12 +926,21 @@ impl<S: BlockStore> App<S> {
         let ledger_certificate =
             certificate::to_ledger(certificate).map_err(|e| fail(e.to_string()))?;
         let batches = block.batches.clone();
+        let entries: usize = batches.iter().map(|batch| batch.len()).sum();
+        let staged = self.replica.staged_hash() == Some(certificate.value_id.0);
         let committed = CommittedBlock {
             block,
             certificate: ledger_certificate,
         };
+        let started = Instant::now();
         tokio::task::block_in_place(|| self.replica.commit(committed))
             .map_err(|e| fail(e.to_string()))?;
+        NodeMetrics::add_elapsed(&self.metrics.commit_us, started);
+        NodeMetrics::add(&self.metrics.blocks, 1);
+        NodeMetrics::add(&self.metrics.entries, entries as u64);
+        if staged {
+            NodeMetrics::add(&self.metrics.commits_staged, 1);
+        }
         // Verdicts were reached against the previous state.
         self.validity.clear();
         self.mempool.remove_committed(&batches, Instant::now());

@@ -8,6 +8,8 @@ pub const BATCHES_PER_BLOCK_MAX: usize = 1_024;
 pub const TRANSFERS_PER_BATCH_MAX: usize = 8_192;
 /// Accounts in one batch.
 pub const ACCOUNTS_PER_BATCH_MAX: usize = 8_192;
+/// Verified signatures a validator remembers ahead of execution (`ledger::verified`).
+pub const SIGNATURE_CACHE_ENTRIES_MAX: usize = 262_144;
 /// Transfers in one block, all batches together.
 pub const TRANSFERS_PER_BLOCK_MAX: usize = 65_536;
 /// Accounts the ledger holds (accounts are never deleted).

@@ -5,12 +5,18 @@
 //! in height order. Replication therefore only has to deliver decided blocks and their
 //! certificates; everything else is recomputed and checked here.
 //!
+//! A validator that votes for (or builds) the block it will most likely commit can use
+//! [`Replica::propose_staged`] and [`Replica::validate_staged`] instead: the block is executed
+//! once and left staged in the ledger, and [`Replica::commit`] of that same block (same hash)
+//! then only checks its header and certificate and stores it, without executing it again.
+//!
 //! On start ([`Replica::open`]) the validator replays its stored blocks from genesis up to the
 //! store's applied height, checking each block's certificate, chain link, transactions root and
 //! state hash; [`verify_chain`] is the same check run by `rempart ledger verify`.
 
 use crate::block::{BLOCK_VERSION, Block, BlockHeader, CommittedBlock, transactions_root};
 use crate::crypto::Hash32;
+use crate::ledger::verified::SignatureCache;
 use crate::ledger::{Batch, BlockOutcome, Ledger, LedgerError};
 use crate::membership::{GenesisConfig, Membership, MembershipError, ValidatorId};
 use crate::store::{BlockStore, StoreError};
@@ -55,6 +61,8 @@ pub struct Replica<S: BlockStore> {
     head_hash: Hash32,
     /// Set after a block whose state hash differs from ours was committed: fail-stop.
     stopped: bool,
+    /// The block staged in the ledger (its hash and outcome), if any.
+    staged: Option<(Hash32, BlockOutcome)>,
 }
 
 impl<S: BlockStore> Replica<S> {
@@ -71,6 +79,7 @@ impl<S: BlockStore> Replica<S> {
             store,
             head_hash: genesis.hash(),
             stopped: false,
+            staged: None,
         };
         let applied = replica.store.applied_height()?;
         for height in 1..=applied {
@@ -80,9 +89,17 @@ impl<S: BlockStore> Replica<S> {
         Ok(replica)
     }
 
-    /// The ledger.
+    /// The ledger. While a block is staged ([`Replica::validate_staged`]), its accounts and
+    /// transfers show that block's changes (see [`Ledger::stage`]); [`Replica::discard_staged`]
+    /// takes them back.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// Lets the ledger count the signatures recorded in `cache` (verified ahead of execution by
+    /// a `ledger::verified::Preverifier`) as verified; see [`Ledger::use_signature_cache`].
+    pub fn use_signature_cache(&mut self, cache: std::sync::Arc<SignatureCache>) {
+        self.ledger.use_signature_cache(cache);
     }
 
     /// The membership.
@@ -131,12 +148,37 @@ impl<S: BlockStore> Replica<S> {
         timestamp_us: u64,
         batches: Vec<Batch>,
     ) -> Result<(Block, BlockOutcome), ReplicaError> {
+        self.build(proposer, timestamp_us, batches, false)
+    }
+
+    /// [`Replica::propose`], leaving the block staged: committing it later does not execute it
+    /// again. A block staged before is discarded.
+    pub fn propose_staged(
+        &mut self,
+        proposer: ValidatorId,
+        timestamp_us: u64,
+        batches: Vec<Batch>,
+    ) -> Result<Block, ReplicaError> {
+        self.build(proposer, timestamp_us, batches, true)
+            .map(|(block, _)| block)
+    }
+
+    fn build(
+        &mut self,
+        proposer: ValidatorId,
+        timestamp_us: u64,
+        batches: Vec<Batch>,
+        stage: bool,
+    ) -> Result<(Block, BlockOutcome), ReplicaError> {
         self.ensure_running()?;
+        self.staged = None;
         let height = self.height() + 1;
-        let outcome = self
-            .ledger
-            .dry_run(height, timestamp_us, &batches)
-            .map_err(|source| ReplicaError::Ledger { height, source })?;
+        let outcome = if stage {
+            self.ledger.stage(height, timestamp_us, &batches)
+        } else {
+            self.ledger.dry_run(height, timestamp_us, &batches)
+        }
+        .map_err(|source| ReplicaError::Ledger { height, source })?;
         let block = Block {
             header: BlockHeader {
                 version: BLOCK_VERSION,
@@ -149,34 +191,111 @@ impl<S: BlockStore> Replica<S> {
             },
             batches,
         };
+        if stage {
+            self.staged = Some((block.hash(), outcome.clone()));
+        }
         Ok((block, outcome))
     }
 
     /// What a validator checks before voting for a proposal: the header fits the chain, and
     /// executing the block gives the state hash it claims. The ledger is left unchanged.
     pub fn validate_proposal(&mut self, block: &Block) -> Result<BlockOutcome, ReplicaError> {
+        self.validate(block, false)
+    }
+
+    /// [`Replica::validate_proposal`], leaving a valid block staged (an invalid one is taken
+    /// back): committing it later does not execute it again. A block staged before is
+    /// discarded.
+    pub fn validate_staged(&mut self, block: &Block) -> Result<BlockOutcome, ReplicaError> {
+        self.validate(block, true)
+    }
+
+    /// Takes back the staged block, if any (the ledger is then the last committed state).
+    pub fn discard_staged(&mut self) {
+        self.staged = None;
+        self.ledger.discard_staged();
+    }
+
+    /// Hash of the staged block, if any.
+    pub fn staged_hash(&self) -> Option<Hash32> {
+        self.staged.as_ref().map(|(hash, _)| *hash)
+    }
+
+    fn validate(&mut self, block: &Block, stage: bool) -> Result<BlockOutcome, ReplicaError> {
         self.ensure_running()?;
+        self.discard_staged();
         self.check_header(block)?;
         let height = block.header.height;
-        let outcome = self
-            .ledger
-            .dry_run(height, block.header.timestamp_us, &block.batches)
-            .map_err(|source| ReplicaError::Ledger { height, source })?;
+        let timestamp_us = block.header.timestamp_us;
+        let outcome = if stage {
+            self.ledger.stage(height, timestamp_us, &block.batches)
+        } else {
+            self.ledger.dry_run(height, timestamp_us, &block.batches)
+        }
+        .map_err(|source| ReplicaError::Ledger { height, source })?;
         if outcome.state_hash != block.header.state_hash {
+            self.ledger.discard_staged();
             return Err(ReplicaError::BadBlock {
                 height,
                 reason: "state hash differs from the result of executing the block".into(),
             });
         }
+        if stage {
+            self.staged = Some((block.hash(), outcome.clone()));
+        }
         Ok(outcome)
     }
 
     /// Applies a decided block (with its commit certificate) and stores it. Blocks must come in
-    /// height order; a block already committed at its height is refused with `BadBlock`.
+    /// height order; a block already committed at its height is refused with `BadBlock`. If
+    /// this very block is staged, its staged execution is committed instead of executing it
+    /// again (its header and certificate are checked all the same); any other staged block is
+    /// discarded.
     pub fn commit(&mut self, committed: CommittedBlock) -> Result<BlockOutcome, ReplicaError> {
         self.ensure_running()?;
-        let outcome = self.apply_checked(&committed)?;
+        let outcome = match self.staged.take() {
+            Some((hash, outcome)) if hash == committed.block.hash() => {
+                self.commit_staged(&committed, hash, outcome)?
+            }
+            _ => {
+                self.ledger.discard_staged();
+                self.apply_checked(&committed)?
+            }
+        };
         self.store.append(&committed, &outcome.effects)?;
+        Ok(outcome)
+    }
+
+    fn commit_staged(
+        &mut self,
+        committed: &CommittedBlock,
+        hash: Hash32,
+        outcome: BlockOutcome,
+    ) -> Result<BlockOutcome, ReplicaError> {
+        let block = &committed.block;
+        let height = block.header.height;
+        let checked = self.check_header(block).and_then(|()| {
+            self.membership
+                .verify_certificate(&committed.certificate, height, &hash)
+                .map_err(|error| ReplicaError::BadBlock {
+                    height,
+                    reason: error.to_string(),
+                })
+        });
+        if let Err(error) = checked {
+            self.ledger.discard_staged();
+            return Err(error);
+        }
+        // The staged outcome's state hash was checked against this header when it was staged
+        // (or the header was built from it); the hash covers the header, so it still holds.
+        if !self.ledger.commit_staged() || outcome.state_hash != block.header.state_hash {
+            self.stopped = true;
+            return Err(ReplicaError::BadBlock {
+                height,
+                reason: "the staged execution does not match the committed block".into(),
+            });
+        }
+        self.head_hash = hash;
         Ok(outcome)
     }
 

@@ -124,3 +124,76 @@ fn a_block_with_ungated_or_unsigned_transfers_rejects_exactly_those() {
     );
     assert_eq!(replica.ledger().account(2).unwrap().credits_posted, 30);
 }
+
+#[test]
+fn a_staged_block_commits_without_a_second_execution_and_as_if_applied() {
+    let consortium = Consortium::new(4);
+    let mut plain = open(&consortium);
+    let mut proposer = open(&consortium);
+    let mut voter = open(&consortium);
+    for height in 1..=3u64 {
+        let timestamp_us = height * 1_000_000;
+        let batches = common::batches(&consortium, height);
+        let block = proposer
+            .propose_staged(1, timestamp_us, batches.clone())
+            .unwrap();
+        assert_eq!(proposer.staged_hash(), Some(block.hash()));
+        // The proposer's staged block is the one a plain proposer builds.
+        assert_eq!(block, plain.propose(1, timestamp_us, batches).unwrap());
+        // A voter stages a rival first (same height, other timestamp), then the real block.
+        let rival = plain
+            .propose(1, timestamp_us + 1, common::batches(&consortium, height))
+            .unwrap();
+        voter.validate_staged(&rival).unwrap();
+        voter.validate_staged(&block).unwrap();
+        assert_eq!(voter.staged_hash(), Some(block.hash()));
+        assert_eq!(voter.height(), height - 1);
+
+        let weak = consortium.certify(height, block.hash(), 2);
+        for replica in [&mut proposer, &mut voter] {
+            // A bad certificate is refused and takes the staged block back.
+            assert!(
+                replica
+                    .commit(CommittedBlock {
+                        block: block.clone(),
+                        certificate: weak.clone(),
+                    })
+                    .is_err()
+            );
+            assert_eq!(replica.staged_hash(), None);
+            assert_eq!(replica.height(), height - 1);
+        }
+        // Staged again, then committed with a quorum.
+        proposer.validate_staged(&block).unwrap();
+        voter.validate_staged(&block).unwrap();
+        let certificate = consortium.certify(height, block.hash(), 3);
+        let committed = CommittedBlock { block, certificate };
+        let expected = plain.commit(committed.clone()).unwrap();
+        assert_eq!(proposer.commit(committed.clone()).unwrap(), expected);
+        assert_eq!(voter.commit(committed).unwrap(), expected);
+        for replica in [&proposer, &voter] {
+            assert_eq!(replica.height(), height);
+            assert_eq!(replica.head_hash(), plain.head_hash());
+            assert_eq!(replica.ledger().state_hash(), plain.ledger().state_hash());
+            assert_eq!(replica.ledger().totals(), plain.ledger().totals());
+            assert_eq!(
+                replica.ledger().transfer_count(),
+                plain.ledger().transfer_count()
+            );
+        }
+    }
+    // Committing a block other than the staged one applies it in full.
+    let batches = common::batches(&consortium, 4);
+    let staged = voter.propose_staged(2, 4_000_000, batches.clone()).unwrap();
+    let other = plain.propose(1, 4_000_001, batches).unwrap();
+    assert_ne!(staged.hash(), other.hash());
+    let certificate = consortium.certify(4, other.hash(), 3);
+    let committed = CommittedBlock {
+        block: other,
+        certificate,
+    };
+    let expected = plain.commit(committed.clone()).unwrap();
+    assert_eq!(voter.commit(committed).unwrap(), expected);
+    assert_eq!(voter.ledger().state_hash(), plain.ledger().state_hash());
+    voter.ledger().check_invariants_full().unwrap();
+}

@@ -9,7 +9,9 @@
 //! - `sample --data DIR --blocks N`: writes a sample chain certified by a 4-validator test
 //!   consortium (deterministic test keys), to try `verify` on.
 //!
-//! The cluster benchmark (`ledger bench --validators 4`) comes with the consensus integration.
+//! - `bench --validators N --transfers T [--rate R --duration-s D] [--catch-up-down-s S]`:
+//!   starts a local Malachite cluster and prints its settlement figures (see
+//!   `rempart_consensus::bench`).
 
 use std::path::{Path, PathBuf};
 
@@ -53,9 +55,19 @@ pub enum Command {
         /// Validators in the cluster (n = 3f+1 tolerates f faults).
         #[arg(long, default_value_t = 4)]
         validators: usize,
-        /// Transfers to settle.
+        /// Transfers to settle (with --duration-s: to prepare at least).
         #[arg(long, default_value_t = 200_000)]
         transfers: u64,
+        /// Open loop: transfers offered per second (0: closed loop, bounded in flight).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Measured window in seconds, after a 5 s warm-up (default: settle --transfers).
+        #[arg(long)]
+        duration_s: Option<u64>,
+        /// Catch-up mode: stop one validator this many seconds under load, restart it and
+        /// report `catch_up_s` (needs --duration-s).
+        #[arg(long)]
+        catch_up_down_s: Option<u64>,
     },
 }
 
@@ -67,14 +79,27 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench {
             validators,
             transfers,
-        } => bench(validators, transfers),
+            rate,
+            duration_s,
+            catch_up_down_s,
+        } => bench(validators, transfers, rate, duration_s, catch_up_down_s),
     }
 }
 
 /// Runs the consensus benchmark. Out-of-range sizes are refused here rather than clamped, so
 /// the printed figures always describe the cluster that was asked for.
-fn bench(validators: usize, transfers: u64) -> anyhow::Result<()> {
-    use rempart_consensus::bench::{BENCH_TRANSFERS_MAX, BenchOptions};
+fn bench(
+    validators: usize,
+    transfers: u64,
+    rate: u64,
+    duration_s: Option<u64>,
+    catch_up_down_s: Option<u64>,
+) -> anyhow::Result<()> {
+    use std::time::Duration;
+
+    use rempart_consensus::bench::{
+        BENCH_DURATION_MAX, BENCH_RATE_MAX, BENCH_TRANSFERS_MAX, BenchOptions,
+    };
     use rempart_consensus::cluster::CLUSTER_VALIDATORS_MAX;
     if !(1..=CLUSTER_VALIDATORS_MAX).contains(&validators) {
         bail!("--validators must be between 1 and {CLUSTER_VALIDATORS_MAX}, got {validators}");
@@ -82,9 +107,32 @@ fn bench(validators: usize, transfers: u64) -> anyhow::Result<()> {
     if !(1..=BENCH_TRANSFERS_MAX).contains(&transfers) {
         bail!("--transfers must be between 1 and {BENCH_TRANSFERS_MAX}, got {transfers}");
     }
+    if rate > BENCH_RATE_MAX {
+        bail!("--rate must be at most {BENCH_RATE_MAX}, got {rate}");
+    }
+    let duration_max = BENCH_DURATION_MAX.as_secs();
+    if let Some(d) = duration_s
+        && !(1..=duration_max).contains(&d)
+    {
+        bail!("--duration-s must be between 1 and {duration_max}, got {d}");
+    }
+    if let Some(down) = catch_up_down_s {
+        if duration_s.is_none() {
+            bail!("--catch-up-down-s needs --duration-s");
+        }
+        if !(1..=duration_max).contains(&down) {
+            bail!("--catch-up-down-s must be between 1 and {duration_max}, got {down}");
+        }
+        if validators < 4 {
+            bail!("--catch-up-down-s needs at least 4 validators, got {validators}");
+        }
+    }
     let options = BenchOptions {
         validators,
         transfers,
+        rate_per_sec: rate,
+        duration: duration_s.map(Duration::from_secs),
+        catch_up_down: catch_up_down_s.map(Duration::from_secs),
         ..BenchOptions::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,5 +1,6 @@
-//! `consensus-bench --validators 4 --transfers 200000`: runs a cluster of validators in this
-//! process and prints the figures as one JSON object (see `rempart_consensus::bench`).
+//! `consensus-bench --validators 4 --transfers 200000 [--rate R --duration-s D]
+//! [--catch-up-down-s S]`: runs a cluster of validators in this process and prints the figures
+//! as one JSON object (see `rempart_consensus::bench`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,14 +27,29 @@ struct Args {
     /// Transfers per block at most.
     #[arg(long, default_value_t = 4_096)]
     block_entries: usize,
-    /// Transfers in flight at most.
-    #[arg(long, default_value_t = 8_192)]
+    /// Closed loop: transfers in flight at most.
+    #[arg(long, default_value_t = 2_048)]
     in_flight: usize,
+    /// Open loop: transfers offered per second (0: closed loop).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Measured window in seconds (default: settle --transfers).
+    #[arg(long)]
+    duration_s: Option<u64>,
+    /// Warm-up before the window, seconds.
+    #[arg(long, default_value_t = 5)]
+    warmup_s: u64,
+    /// Catch-up mode: stop the last validator this many seconds at the start of the window.
+    #[arg(long)]
+    catch_up_down_s: Option<u64>,
+    /// Check every signature only when its block is executed (no pre-verification).
+    #[arg(long)]
+    no_preverify: bool,
     /// Directory for the validators' stores (default: a temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Give up after this many seconds.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 900)]
     deadline_s: u64,
 }
 
@@ -52,6 +68,11 @@ fn main() -> anyhow::Result<()> {
         batch: args.batch,
         block_entries_max: args.block_entries,
         in_flight_max: args.in_flight,
+        rate_per_sec: args.rate,
+        duration: args.duration_s.map(Duration::from_secs),
+        warmup: Duration::from_secs(args.warmup_s),
+        catch_up_down: args.catch_up_down_s.map(Duration::from_secs),
+        preverify: !args.no_preverify,
         dir: args.dir,
         deadline: Duration::from_secs(args.deadline_s),
         ..BenchOptions::default()

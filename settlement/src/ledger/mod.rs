@@ -10,6 +10,7 @@
 //! # Layout
 //! - [`types`]: accounts, transfers, batches and their encodings.
 //! - [`results`]: the numbered result codes.
+//! - [`verified`]: signatures verified ahead of execution (a validator's mempool).
 //! - [`Ledger`]: the state and [`Ledger::apply_block`].
 //!
 //! Architecture Invariant: after every block, for every ledger (asset), total debits equal
@@ -18,8 +19,10 @@
 
 pub mod results;
 pub mod types;
+pub mod verified;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::codec::Writer;
 use crate::crypto::{
@@ -29,6 +32,7 @@ use crate::crypto::{
 use crate::limits::{ACCOUNTS_MAX, TIMEOUT_SECONDS_MAX, TRANSFERS_MAX, TRANSFERS_PER_BLOCK_MAX};
 pub use results::{CreateAccountResult, CreateTransferResult};
 pub use types::*;
+use verified::{SignatureCache, Verified};
 
 /// What every validator must agree on before the first block.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +132,15 @@ pub struct LedgerTotals {
     pub credits_posted: u128,
 }
 
+/// What [`Ledger::commit_staged`] still has to apply of a staged block.
+#[derive(Debug, Clone)]
+struct StagedBlock {
+    height: u64,
+    timestamp_us: u64,
+    state_hash: Hash32,
+    delta: BTreeMap<u32, LedgerTotals>,
+}
+
 /// One step to take back a mutation (for linked chains and dry runs).
 #[derive(Debug, Clone)]
 enum Undo {
@@ -155,6 +168,8 @@ pub struct Ledger {
     /// Configured gate keys, parsed once (a key that does not parse approves nothing).
     gate_keys: HashMap<Ed25519Key, ParsedEd25519Key>,
     verify_threads: usize,
+    /// Signatures verified ahead of execution (None: verify everything here).
+    signature_cache: Option<Arc<SignatureCache>>,
     accounts: HashMap<u128, Account>,
     transfers: HashMap<u128, TransferRecord>,
     /// Ids whose first attempt failed (for their own reason, after authorisation), with why.
@@ -168,6 +183,9 @@ pub struct Ledger {
     state_hash: Hash32,
     /// Set when an invariant failed: the ledger refuses to go on.
     poisoned: Option<String>,
+    /// A block executed by [`Ledger::stage`], neither committed nor discarded yet: its changes
+    /// are in the maps above (with `undo` to take them back); the rest of it is here.
+    staged: Option<StagedBlock>,
     // Per-block scratch, empty between blocks.
     undo: Vec<Undo>,
     /// Balances of each touched account before the block (None: created in the block).
@@ -186,6 +204,7 @@ impl Ledger {
                 .filter_map(|key| parse_ed25519(key).map(|parsed| (*key, parsed)))
                 .collect(),
             verify_threads: config.verify_threads.max(1),
+            signature_cache: None,
             accounts: HashMap::new(),
             transfers: HashMap::new(),
             failed: HashMap::new(),
@@ -195,11 +214,18 @@ impl Ledger {
             timestamp_us: 0,
             state_hash: config.genesis_hash,
             poisoned: None,
+            staged: None,
             undo: Vec::new(),
             before: HashMap::new(),
             touched_transfers: BTreeSet::new(),
             block_failed: Vec::new(),
         }
+    }
+
+    /// Counts the signatures recorded in `cache` as valid instead of verifying them again (see
+    /// [`verified`]: the results do not change, only when the verification work is done).
+    pub fn use_signature_cache(&mut self, cache: Arc<SignatureCache>) {
+        self.signature_cache = Some(cache);
     }
 
     /// Height of the last applied block (0 before the first).
@@ -252,16 +278,29 @@ impl Ledger {
         &self.totals
     }
 
-    /// Applies a block and keeps its effects.
+    /// Applies a block and keeps its effects. A staged block is discarded first.
     pub fn apply_block(
         &mut self,
         height: u64,
         timestamp_us: u64,
         batches: &[Batch],
     ) -> Result<BlockOutcome, LedgerError> {
+        self.discard_staged();
         let outcome = self.execute(height, timestamp_us, batches);
         self.undo.clear();
         let (outcome, delta) = outcome?;
+        self.finish_block(height, timestamp_us, outcome.state_hash, delta);
+        Ok(outcome)
+    }
+
+    /// Moves the ledger to the end of a block whose changes are already in the maps.
+    fn finish_block(
+        &mut self,
+        height: u64,
+        timestamp_us: u64,
+        state_hash: Hash32,
+        delta: BTreeMap<u32, LedgerTotals>,
+    ) {
         for (ledger, d) in delta {
             let totals = self.totals.entry(ledger).or_default();
             totals.debits_pending = totals.debits_pending.wrapping_add(d.debits_pending);
@@ -271,20 +310,74 @@ impl Ledger {
         }
         self.height = height;
         self.timestamp_us = timestamp_us;
-        self.state_hash = outcome.state_hash;
-        Ok(outcome)
+        self.state_hash = state_hash;
     }
 
-    /// Computes what [`Ledger::apply_block`] would return and leaves the ledger unchanged: what
-    /// a proposer runs to fill in the header's state hash, and what a validator runs before it
-    /// votes for a proposal.
-    pub fn dry_run(
+    /// Executes the next block and keeps its changes staged, so that committing it later
+    /// ([`Ledger::commit_staged`]) costs nothing like a second execution: what a validator runs
+    /// on the proposal it votes for (or builds), which is the block it then commits unless the
+    /// round fails. A block staged earlier is discarded first; an error stages nothing.
+    ///
+    /// While a block is staged, [`Ledger::account`], [`Ledger::transfer`],
+    /// [`Ledger::failure`], [`Ledger::accounts`] and the counts show its changes, whereas the
+    /// height, timestamp, state hash and totals are still the last committed block's.
+    /// [`Ledger::apply_block`] and [`Ledger::dry_run`] discard a staged block.
+    pub fn stage(
         &mut self,
         height: u64,
         timestamp_us: u64,
         batches: &[Batch],
     ) -> Result<BlockOutcome, LedgerError> {
-        let outcome = self.execute(height, timestamp_us, batches);
+        self.discard_staged();
+        match self.execute(height, timestamp_us, batches) {
+            Ok((outcome, delta)) => {
+                self.staged = Some(StagedBlock {
+                    height,
+                    timestamp_us,
+                    state_hash: outcome.state_hash,
+                    delta,
+                });
+                Ok(outcome)
+            }
+            Err(error) => {
+                self.take_back_block();
+                Err(error)
+            }
+        }
+    }
+
+    /// Height of the staged block, if one is staged.
+    pub fn staged_height(&self) -> Option<u64> {
+        self.staged.as_ref().map(|staged| staged.height)
+    }
+
+    /// Commits the staged block (the ledger is then exactly as if [`Ledger::apply_block`] had
+    /// applied it); returns false, changing nothing, if no block is staged.
+    pub fn commit_staged(&mut self) -> bool {
+        let Some(staged) = self.staged.take() else {
+            return false;
+        };
+        self.undo.clear();
+        self.block_failed.clear();
+        self.finish_block(
+            staged.height,
+            staged.timestamp_us,
+            staged.state_hash,
+            staged.delta,
+        );
+        true
+    }
+
+    /// Takes back the staged block's changes, if one is staged.
+    pub fn discard_staged(&mut self) {
+        if self.staged.take().is_some() {
+            self.take_back_block();
+        }
+    }
+
+    /// Takes back the changes of the block being executed (unless an invariant failed: then
+    /// the ledger stays stopped as it is).
+    fn take_back_block(&mut self) {
         if self.poisoned.is_none() {
             self.rollback_to(0);
             for (id, _) in self.block_failed.drain(..) {
@@ -292,6 +385,20 @@ impl Ledger {
             }
         }
         self.undo.clear();
+    }
+
+    /// Computes what [`Ledger::apply_block`] would return and leaves the ledger unchanged: what
+    /// a proposer runs to fill in the header's state hash, and what a validator runs before it
+    /// votes for a proposal. A staged block is discarded first.
+    pub fn dry_run(
+        &mut self,
+        height: u64,
+        timestamp_us: u64,
+        batches: &[Batch],
+    ) -> Result<BlockOutcome, LedgerError> {
+        self.discard_staged();
+        let outcome = self.execute(height, timestamp_us, batches);
+        self.take_back_block();
         outcome.map(|(outcome, _)| outcome)
     }
 
@@ -355,9 +462,25 @@ impl Ledger {
                             let transfers: Vec<Transfer> =
                                 entries.iter().map(|entry| entry.transfer).collect();
                             let digest = batch_signing_digest(&batch.signer, &transfers);
+                            let known = self.signature_cache.as_ref().is_some_and(|cache| {
+                                cache.contains(&Verified::Batch(
+                                    batch.signer,
+                                    digest,
+                                    batch.signature,
+                                ))
+                            });
+                            let valid = known
+                                || verify_controller(&batch.signer, &digest, &batch.signature);
+                            if valid && !known {
+                                self.remember(Verified::Batch(
+                                    batch.signer,
+                                    digest,
+                                    batch.signature,
+                                ));
+                            }
                             BatchAuth::Batch {
                                 signer: &batch.signer,
-                                valid: verify_controller(&batch.signer, &digest, &batch.signature),
+                                valid,
                             }
                         }
                     };
@@ -416,12 +539,49 @@ impl Ledger {
             .into_iter()
             .collect();
         unique.sort_unstable();
-        let verified: Vec<bool> =
-            parallel_map(&unique, self.verify_threads, |(key, id, hash, sig)| {
-                self.gate_keys.get(key).is_some_and(|parsed| {
+        // Signatures verified ahead of execution count as verified; the rest are checked here.
+        let known: Vec<bool> = match &self.signature_cache {
+            Some(cache) => cache.contains_all(
+                unique
+                    .iter()
+                    .map(|(key, id, hash, sig)| Verified::Gate(*key, *id, *hash, *sig))
+                    .collect::<Vec<_>>()
+                    .iter(),
+            ),
+            None => vec![false; unique.len()],
+        };
+        let unknown: Vec<Triple> = unique
+            .iter()
+            .zip(&known)
+            .filter(|(_, known)| !**known)
+            .map(|(triple, _)| *triple)
+            .collect();
+        let checked: Vec<bool> =
+            parallel_map(&unknown, self.verify_threads, |(key, id, hash, sig)| {
+                let entry = Verified::Gate(*key, *id, *hash, *sig);
+                // The pre-verifier may have got here meanwhile (it walks batches from the end,
+                // this from the start), and what holds here is recorded at once for it and for
+                // a later execution of the same entry (another round, an unstaged commit).
+                if self
+                    .signature_cache
+                    .as_ref()
+                    .is_some_and(|c| c.contains(&entry))
+                {
+                    return true;
+                }
+                let holds = self.gate_keys.get(key).is_some_and(|parsed| {
                     verify_ed25519_parsed(parsed, &gate_approval_message(*id, hash), sig)
-                })
+                });
+                if holds {
+                    self.remember(entry);
+                }
+                holds
             });
+        let mut checked = checked.into_iter();
+        let verified: Vec<bool> = known
+            .iter()
+            .map(|known| *known || checked.next().unwrap_or(false))
+            .collect();
         let valid: HashSet<&Triple> = unique
             .iter()
             .zip(&verified)
@@ -439,6 +599,12 @@ impl Ledger {
                 Some(_) => CreateTransferResult::GateSignatureInvalid,
             })
             .collect()
+    }
+
+    fn remember(&self, verified: Verified) {
+        if let Some(cache) = &self.signature_cache {
+            cache.insert_all([verified]);
+        }
     }
 
     fn expire_pending(&mut self, timestamp_us: u64) -> Vec<u128> {

@@ -378,6 +378,132 @@ fn dry_run_leaves_no_trace_and_matches_apply() {
 }
 
 #[test]
+fn a_staged_block_commits_as_applied_and_discards_without_trace() {
+    let mut staged = Fixture::new();
+    let mut applied = Fixture::new();
+    let block = |f: &Fixture, first: u128| {
+        vec![Batch::CreateTransfers {
+            entries: vec![
+                f.signed(f.transfer(first, 1, 2, 100, 0)),
+                // Fails for lack of credits: the failure is staged too.
+                f.signed(f.transfer(first + 1, 3, 4, 500, 0)),
+                f.signed(f.transfer(first + 2, 1, 3, 7, TransferFlags::PENDING)),
+            ],
+            batch_signature: None,
+        }]
+    };
+    let first = block(&staged, 1);
+    let other = block(&staged, 10);
+
+    // Staging one block, then another at the same height, then discarding: no trace.
+    let before_hash = staged.ledger.state_hash();
+    staged.ledger.stage(2, 2_000_000, &first).unwrap();
+    assert_eq!(staged.ledger.staged_height(), Some(2));
+    assert_eq!(staged.balances(2), (0, 0, 0, 100));
+    assert_eq!(staged.ledger.height(), 1);
+    assert_eq!(staged.ledger.state_hash(), before_hash);
+    staged.ledger.stage(2, 2_000_000, &other).unwrap();
+    assert_eq!(staged.ledger.transfer(1), None);
+    assert_eq!(staged.ledger.failure(2), None);
+    staged.ledger.discard_staged();
+    assert_eq!(staged.ledger.staged_height(), None);
+    assert_eq!(staged.ledger.transfer(10), None);
+    assert_eq!(staged.ledger.failure(11), None);
+    assert_eq!(staged.balances(2), (0, 0, 0, 0));
+    assert!(!staged.ledger.commit_staged());
+
+    // Staged then committed equals applied, and the next blocks agree too.
+    let outcome = staged.ledger.stage(2, 2_000_000, &first).unwrap();
+    assert!(staged.ledger.commit_staged());
+    let expected = applied.ledger.apply_block(2, 2_000_000, &first).unwrap();
+    assert_eq!(outcome, expected);
+    assert_eq!(staged.ledger.height(), 2);
+    assert_eq!(staged.ledger.state_hash(), applied.ledger.state_hash());
+    assert_eq!(staged.ledger.totals(), applied.ledger.totals());
+    assert_eq!(staged.ledger.failure(2), Some(R::ExceedsCredits));
+    staged.ledger.check_invariants_full().unwrap();
+    // A staged block is discarded by a dry run or by applying another block.
+    staged.ledger.stage(3, 3_000_000, &other).unwrap();
+    let dry = staged.ledger.dry_run(3, 3_000_000, &other).unwrap();
+    assert_eq!(staged.ledger.staged_height(), None);
+    staged.ledger.stage(3, 3_000_000, &other).unwrap();
+    let next = staged.ledger.apply_block(3, 3_000_000, &other).unwrap();
+    assert_eq!(dry, next);
+    assert_eq!(
+        next,
+        applied.ledger.apply_block(3, 3_000_000, &other).unwrap()
+    );
+    assert_eq!(staged.ledger.state_hash(), applied.ledger.state_hash());
+    staged.ledger.check_invariants_full().unwrap();
+}
+
+#[test]
+fn signatures_verified_ahead_change_nothing_but_when_they_are_checked() {
+    use std::sync::Arc;
+    use verified::{Preverifier, SignatureCache};
+
+    let mut plain = Fixture::new();
+    let mut cached = Fixture::new();
+    let cache = Arc::new(SignatureCache::new());
+    cached.ledger.use_signature_cache(Arc::clone(&cache));
+    let preverifier = Preverifier::new(&[plain.gate.public_key()], Arc::clone(&cache));
+    let batch = |ids: std::ops::RangeInclusive<u128>| {
+        let transfers: Vec<Transfer> = ids.map(|id| plain.transfer(id, 1, 2, 5, 0)).collect();
+        batch_signed(&transfers, &plain.keys[1], &plain.gate)
+    };
+    let good = batch(1..=3);
+    let mut forged_batch = batch(4..=5);
+    if let Batch::CreateTransfers {
+        batch_signature: Some(signed),
+        ..
+    } = &mut forged_batch
+    {
+        signed.signature[5] ^= 1;
+    }
+    let mut forged_gate = batch(6..=7);
+    if let Batch::CreateTransfers { entries, .. } = &mut forged_gate
+        && let Some(gate) = &mut entries[0].gate
+    {
+        gate.signature[1] ^= 1;
+    }
+    let other = batch(8..=9);
+    let batches = vec![good, forged_batch, forged_gate];
+    // Recorded: the good batch's signature and 3 approvals, the 2 approvals under the forged
+    // batch signature, the last batch's signature and its 1 good approval.
+    let held: usize = batches.iter().map(|b| preverifier.verify(b)).sum();
+    assert_eq!(held, 8);
+    assert_eq!(cache.len(), 8);
+    let expected = plain.ledger.apply_block(2, 2_000_000, &batches).unwrap();
+    let outcome = cached.ledger.apply_block(2, 2_000_000, &batches).unwrap();
+    assert_eq!(outcome, expected);
+    assert_eq!(outcome.results[0], BatchResults::Transfers(vec![R::Ok; 3]));
+    assert!(matches!(
+        &outcome.results[1],
+        BatchResults::Transfers(results) if results.iter().all(|r| *r != R::Ok)
+    ));
+    assert_eq!(
+        outcome.results[2],
+        BatchResults::Transfers(vec![R::GateSignatureInvalid, R::Ok])
+    );
+    assert_eq!(cached.ledger.state_hash(), plain.ledger.state_hash());
+    // Approvals by a key that is not a configured gate key are not recorded.
+    let stranger = Preverifier::new(&[testkit::ed25519("gate", 9).public_key()], cache);
+    assert_eq!(stranger.verify(&other), 1);
+}
+
+#[test]
+fn the_signature_cache_is_bounded() {
+    let cache = std::sync::Arc::new(verified::SignatureCache::with_capacity(2));
+    let f = Fixture::new();
+    let preverifier =
+        verified::Preverifier::new(&[f.gate.public_key()], std::sync::Arc::clone(&cache));
+    let transfers: Vec<Transfer> = (1..=5).map(|id| f.transfer(id, 1, 2, 5, 0)).collect();
+    let batch = batch_signed(&transfers, &f.keys[1], &f.gate);
+    assert_eq!(preverifier.verify(&batch), 6);
+    assert_eq!(cache.len(), 2);
+}
+
+#[test]
 fn blocks_must_follow_in_height_and_time() {
     let mut f = Fixture::new();
     assert!(matches!(
