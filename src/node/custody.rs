@@ -280,8 +280,16 @@ pub enum Record {
         reason: String,
         time_us: u64,
     },
-    /// Signed through the key store and submitted.
-    WithdrawalSigned { number: u64, time_us: u64 },
+    /// Signed through the key store and submitted. `signature` (hex: secp256k1 `r || s ||
+    /// recovery id`, Ed25519 64 bytes) is the one the key store gave; a replay uses it instead
+    /// of signing again, so a restart costs no key-store operation and an HSM's randomised
+    /// signature replays identically. Live, the record is written once the store has signed.
+    WithdrawalSigned {
+        number: u64,
+        time_us: u64,
+        #[serde(default)]
+        signature: Option<String>,
+    },
     /// The amount went back to the available balance at `seq`.
     WithdrawalRefunded { number: u64, seq: u64, time_us: u64 },
     /// Withdrawal `number` is on the ledger at `height`.
@@ -422,6 +430,82 @@ impl RecordLog {
     }
 }
 
+// ---- signing at replay ------------------------------------------------------------------
+
+/// The key store custody signs through: the real one, except that a replay first hands it the
+/// signature recorded for the exact (key, message) about to be signed, which it returns
+/// instead of signing again. Armed for one signature at a time, cleared right after.
+struct ReplaySigner {
+    inner: Arc<dyn KeyStore>,
+    recalled: Mutex<Option<(String, Vec<u8>, hsm::Signature)>>,
+}
+
+impl std::fmt::Debug for ReplaySigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplaySigner")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReplaySigner {
+    fn recall(&self, label: String, message: Vec<u8>, signature: hsm::Signature) {
+        *self.recalled.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((label, message, signature));
+    }
+
+    fn forget(&self) {
+        *self.recalled.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+impl KeyStore for ReplaySigner {
+    fn generate_key(
+        &self,
+        label: &str,
+        algorithm: KeyAlgorithm,
+    ) -> Result<hsm::KeyInfo, hsm::HsmError> {
+        self.inner.generate_key(label, algorithm)
+    }
+    fn public_key(&self, label: &str) -> Result<hsm::PublicKey, hsm::HsmError> {
+        self.inner.public_key(label)
+    }
+    fn sign(&self, label: &str, message_or_digest: &[u8]) -> Result<hsm::Signature, hsm::HsmError> {
+        let recalled = self
+            .recalled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match recalled {
+            Some((l, m, signature)) if l == label && m == message_or_digest => Ok(signature),
+            _ => self.inner.sign(label, message_or_digest),
+        }
+    }
+    fn wrap_secret(
+        &self,
+        wrap_label: &str,
+        secret: &SecretBytes,
+    ) -> Result<Vec<u8>, hsm::HsmError> {
+        self.inner.wrap_secret(wrap_label, secret)
+    }
+    fn unwrap_secret(
+        &self,
+        wrap_label: &str,
+        wrapped: &[u8],
+    ) -> Result<SecretBytes, hsm::HsmError> {
+        self.inner.unwrap_secret(wrap_label, wrapped)
+    }
+    fn destroy_key(&self, label: &str) -> Result<(), hsm::HsmError> {
+        self.inner.destroy_key(label)
+    }
+    fn list_keys(&self) -> Result<Vec<hsm::KeyInfo>, hsm::HsmError> {
+        self.inner.list_keys()
+    }
+    fn is_production_grade(&self) -> bool {
+        self.inner.is_production_grade()
+    }
+}
+
 // ---- the book ----------------------------------------------------------------------------
 
 /// Where a withdrawal stands, as far as the node is concerned; inside custody (policy,
@@ -506,6 +590,8 @@ pub struct DepositRec {
 #[derive(Debug)]
 pub struct Book {
     custody: Custody,
+    /// The key store custody signs through, able to hand back a recorded signature.
+    signer: Arc<ReplaySigner>,
     log: Option<RecordLog>,
     /// Set when a record could not be written after its change was applied: memory is ahead
     /// of disk, so every further change is refused until a restart.
@@ -546,6 +632,11 @@ impl Book {
         keys: Arc<dyn KeyStore>,
         log: Option<RecordLog>,
     ) -> anyhow::Result<Book> {
+        let signer = Arc::new(ReplaySigner {
+            inner: keys,
+            recalled: Mutex::new(None),
+        });
+        let keys: Arc<dyn KeyStore> = signer.clone();
         let wallets = ASSETS
             .iter()
             .map(|(asset, code, _)| WalletConfig {
@@ -573,6 +664,7 @@ impl Book {
         .map_err(machine)?;
         Ok(Book {
             custody,
+            signer,
             log,
             failed: false,
             last_us: 0,
@@ -623,6 +715,18 @@ impl Book {
             tracing::error!(error = %e, "custody change failed");
             ApiReject::Internal.status("", "custody or key store failure")
         })?;
+        let record = match record {
+            Record::WithdrawalSigned {
+                number,
+                time_us,
+                signature: None,
+            } => Record::WithdrawalSigned {
+                number,
+                time_us,
+                signature: self.signature_of(number),
+            },
+            other => other,
+        };
         if let Some(log) = &mut self.log
             && let Err(e) = log.append(&record)
         {
@@ -631,6 +735,57 @@ impl Book {
             return Err(ApiReject::Internal.status("", "custody log failed"));
         }
         Ok(applied)
+    }
+
+    /// The signature custody holds for a signed withdrawal, as recorded (hex).
+    fn signature_of(&self, number: u64) -> Option<String> {
+        match self.custody_status(number)? {
+            CustodyStatus::Signed(t) | CustodyStatus::Submitted(t) => Some(match &t.signature {
+                hsm::Signature::Secp256k1 { rs, recovery_id } => {
+                    format!("{}{:02x}", hex::encode(rs), recovery_id)
+                }
+                hsm::Signature::Ed25519(bytes) => hex::encode(bytes),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Arms the signer with a recorded signature for the message custody is about to sign for
+    /// withdrawal `number`.
+    fn recall_signature(&mut self, number: u64, hex_text: &str) -> anyhow::Result<()> {
+        let bytes = hex::decode(hex_text).map_err(machine)?;
+        let signature = match bytes.len() {
+            65 => {
+                let mut rs = [0u8; 64];
+                rs.copy_from_slice(&bytes[..64]);
+                hsm::Signature::Secp256k1 {
+                    rs,
+                    recovery_id: bytes[64],
+                }
+            }
+            64 => {
+                let mut sig = [0u8; 64];
+                sig.copy_from_slice(&bytes);
+                hsm::Signature::Ed25519(sig)
+            }
+            n => anyhow::bail!("withdrawal {number}: a recorded signature of {n} bytes"),
+        };
+        let w = self
+            .custody
+            .withdrawal(u128::from(number))
+            .ok_or_else(|| anyhow::anyhow!("withdrawal {number} signed before it was requested"))?;
+        let address = self
+            .withdrawals
+            .get(&number)
+            .map(|r| r.destination.as_str());
+        let message = custody::withdrawal::transfer_bytes(&w.request, w.requested_us, address);
+        let to_sign = match signature {
+            hsm::Signature::Secp256k1 { .. } => Sha256::digest(&message).to_vec(),
+            hsm::Signature::Ed25519(_) => message,
+        };
+        let label = hot_key_label(&w.request.asset);
+        self.signer.recall(label, to_sign, signature);
+        Ok(())
     }
 
     fn withdrawal_mut(&mut self, number: u64) -> anyhow::Result<&mut WithdrawalRec> {
@@ -955,9 +1110,18 @@ impl Book {
                     Err(code) => return Ok(Applied::Refused(code)),
                 }
             }
-            Record::WithdrawalSigned { number, time_us } => {
+            Record::WithdrawalSigned {
+                number,
+                time_us,
+                signature,
+            } => {
                 let id = u128::from(*number);
-                if let Err(code) = self.custody.sign(id, *time_us).map_err(machine)? {
+                if let Some(hex_text) = signature {
+                    self.recall_signature(*number, hex_text)?;
+                }
+                let signed = self.custody.sign(id, *time_us).map_err(machine);
+                self.signer.forget();
+                if let Err(code) = signed? {
                     return Ok(Applied::Refused(code));
                 }
                 if let Err(code) = self.custody.submit(id, *time_us).map_err(machine)? {
@@ -1988,9 +2152,11 @@ impl CustodyHub {
                     if !due {
                         return Ok(());
                     }
-                    if let Applied::Refused(code) =
-                        self.commit(Record::WithdrawalSigned { number, time_us })?
-                    {
+                    if let Applied::Refused(code) = self.commit(Record::WithdrawalSigned {
+                        number,
+                        time_us,
+                        signature: None,
+                    })? {
                         tracing::warn!(number, %code, "custody refused to sign");
                         return Ok(());
                     }
@@ -2545,7 +2711,8 @@ mod tests {
         assert_eq!(
             b.apply(&Record::WithdrawalSigned {
                 number: 1,
-                time_us: T0 + 7
+                time_us: T0 + 7,
+                signature: None,
             })
             .unwrap(),
             Applied::Done
@@ -2593,6 +2760,7 @@ mod tests {
         let sign = |t| Record::WithdrawalSigned {
             number: 1,
             time_us: t,
+            signature: None,
         };
         assert_eq!(
             b.apply(&sign(T0 + 29_999_999)).unwrap(),
@@ -2694,6 +2862,7 @@ mod tests {
         records.push(Record::WithdrawalSigned {
             number: 1,
             time_us: T0 + 3,
+            signature: None,
         });
         for r in &records {
             live.commit(r.clone()).unwrap();
@@ -2705,10 +2874,28 @@ mod tests {
             .unwrap();
         drop(f);
         let (_log, read) = RecordLog::open(&path).unwrap();
-        assert_eq!(read, records);
+        // What was written is what was committed, the key store's signature filled in.
+        let signature = live.signature_of(1);
+        assert!(signature.is_some());
+        let mut expected = records.clone();
+        expected[5] = Record::WithdrawalSigned {
+            number: 1,
+            time_us: T0 + 3,
+            signature: signature.clone(),
+        };
+        assert_eq!(read, expected);
         let mut replayed = book(&keys, None);
-        replayed.replay(read).unwrap();
+        replayed.replay(read.clone()).unwrap();
         assert_eq!(replayed.custody.audit().head(), live.custody.audit().head());
+        // A replay signs nothing: with other keys the recorded signature is still the one.
+        let other_keys = super::tests::keys();
+        let mut elsewhere = book(&other_keys, None);
+        elsewhere.replay(read).unwrap();
+        assert_eq!(elsewhere.signature_of(1), signature);
+        assert_eq!(
+            elsewhere.custody.audit().head(),
+            live.custody.audit().head()
+        );
         assert_eq!(
             replayed.withdrawal_pb(replayed.withdrawal(1).unwrap()),
             live.withdrawal_pb(live.withdrawal(1).unwrap())
