@@ -94,6 +94,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         },
         demo: true,
         otlp_endpoint: args.otlp_endpoint,
+        postgres_url: None,
     })
 }
 

@@ -128,6 +128,17 @@ const DEMO_LIST: &[(&str, SubjectKind, &str, Option<&str>)] = &[
     ),
 ];
 
+/// A PostgreSQL connection string (URL or key=value form); it may carry a password, so its
+/// `Debug` shows nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DbUrl(pub String);
+
+impl std::fmt::Debug for DbUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DbUrl(<redacted>)")
+    }
+}
+
 /// What a transfer is, for the gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GateActivity {
@@ -2459,6 +2470,12 @@ mod tests {
         drop(c);
         let c = Compliance::open(dir.path(), true, &|_| None).await.unwrap();
         assert!(!c.may_trade(3001));
+    }
+
+    #[test]
+    fn database_urls_are_redacted() {
+        let url = DbUrl("postgres://kyc:s3cret@db/kyc".into());
+        assert_eq!(format!("{url:?}"), "DbUrl(<redacted>)");
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub struct FileConfig {
     pub metrics_listen: Option<String>,
     /// Journal, snapshots and API keys.
     pub data_dir: Option<PathBuf>,
-    /// PostgreSQL back office (validators and reports).
+    /// PostgreSQL back office: the compliance (kyc-aml) store: customers, attestations,
+    /// decisions, cases. The ledger keeps its embedded block store.
     pub postgres_url: Option<String>,
     /// PKCS#11 module of the HSM (signer).
     pub pkcs11_module: Option<PathBuf>,
@@ -93,14 +94,10 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<
         ),
         other => anyhow::bail!("role must be \"gateway\" or \"validator\", not {other:?}"),
     }
-    if let Some(url) = &c.postgres_url {
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            anyhow::bail!("postgres_url must start with postgres:// or postgresql://");
-        }
-        anyhow::bail!(
-            "postgres_url is set, but the PostgreSQL back office is not wired in this build; \
-             remove it to run the gateway on its embedded journal"
-        );
+    if let Some(url) = &c.postgres_url
+        && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    {
+        anyhow::bail!("postgres_url must start with postgres:// or postgresql://");
     }
     if let Some(module) = &c.pkcs11_module {
         if !module.is_file() {
@@ -169,6 +166,7 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<
         limits,
         demo: false,
         otlp_endpoint: c.otlp_endpoint,
+        postgres_url: c.postgres_url.map(super::compliance::DbUrl),
     })
 }
 
@@ -188,6 +186,15 @@ mod tests {
         assert_eq!(o.limits.calls_per_key, 5);
         let env = |k: &str| (k == "REMPART_LISTEN").then(|| "127.0.0.1:7000".to_string());
         assert_eq!(load(text, &env).unwrap().listen.port(), 7000);
+        let pg = load(
+            "data_dir = \"/x\"\npostgres_url = \"postgres://kyc:pw@h/db\"",
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(
+            pg.postgres_url.map(|u| u.0).as_deref(),
+            Some("postgres://kyc:pw@h/db")
+        );
     }
 
     #[test]
@@ -195,10 +202,6 @@ mod tests {
         let cases = [
             ("role = \"validator\"\ndata_dir = \"/x\"", "not wired"),
             ("role = \"miner\"\ndata_dir = \"/x\"", "gateway"),
-            (
-                "data_dir = \"/x\"\npostgres_url = \"postgres://h/db\"",
-                "not wired",
-            ),
             (
                 "data_dir = \"/x\"\npostgres_url = \"mysql://h\"",
                 "postgres://",

@@ -63,6 +63,9 @@ pub struct NodeOptions {
     pub demo: bool,
     /// OpenTelemetry OTLP/gRPC collector (`http://host:4317`); `None` = no export.
     pub otlp_endpoint: Option<String>,
+    /// PostgreSQL for the compliance (kyc-aml) store; `None` = the embedded SQLite store.
+    /// `REMPART_KYC_POSTGRES` overrides it.
+    pub postgres_url: Option<compliance::DbUrl>,
 }
 
 /// A demo party: name, account, roles, deposits (asset, minor units).
@@ -184,13 +187,20 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
             }
         });
     }
+    let postgres_url = options.postgres_url.clone();
+    let compliance_env = move |k: &str| {
+        std::env::var(k).ok().or_else(|| {
+            (k == compliance::POSTGRES_ENV)
+                .then(|| postgres_url.as_ref().map(|u| u.0.clone()))
+                .flatten()
+        })
+    };
     let compliance =
-        compliance::Compliance::open(&options.data_dir, options.demo, &|k| std::env::var(k).ok())
-            .await?;
+        compliance::Compliance::open(&options.data_dir, options.demo, &compliance_env).await?;
     if options.demo {
         let parties: Vec<(u64, &str)> = DEMO_PARTIES
             .iter()
-            .filter(|p| p.2.iter().any(|r| matches!(r, Role::Trader | Role::Merchant)))
+            .filter(|p| p.2.contains(&Role::Trader) || p.2.contains(&Role::Merchant))
             .map(|p| (p.1, p.0))
             .collect();
         compliance.onboard_demo(&parties).await?;
