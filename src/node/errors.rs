@@ -38,13 +38,13 @@ pub enum ApiReject {
     KycRequired = 9040,
     // 9050 was NOT_WIRED (a service not connected yet); retired, never to be reused.
     ShuttingDown = 9060,
+    NotInProof = 9070,
     LedgerUnknownTransfer = 9080,
     LedgerUnknownBlock = 9081,
     LedgerResultTooLarge = 9082,
     LedgerRefused = 9083,
     LedgerBusy = 9084,
     LedgerStopped = 9085,
-    NotInProof = 9070,
     Internal = 9099,
 }
 
@@ -72,13 +72,13 @@ impl ApiReject {
             ApiReject::UnknownOrder => "UNKNOWN_ORDER",
             ApiReject::KycRequired => "KYC_REQUIRED",
             ApiReject::ShuttingDown => "SHUTTING_DOWN",
+            ApiReject::NotInProof => "NOT_IN_PROOF",
             ApiReject::LedgerUnknownTransfer => "LEDGER_UNKNOWN_TRANSFER",
             ApiReject::LedgerUnknownBlock => "LEDGER_UNKNOWN_BLOCK",
             ApiReject::LedgerResultTooLarge => "LEDGER_RESULT_TOO_LARGE",
             ApiReject::LedgerRefused => "LEDGER_REFUSED",
             ApiReject::LedgerBusy => "LEDGER_BUSY",
             ApiReject::LedgerStopped => "LEDGER_STOPPED",
-            ApiReject::NotInProof => "NOT_IN_PROOF",
             ApiReject::Internal => "INTERNAL",
         }
     }
@@ -103,13 +103,13 @@ impl ApiReject {
                 "the account has no active KYC tier or is frozen by compliance"
             }
             ApiReject::ShuttingDown => "node is shutting down",
+            ApiReject::NotInProof => "the account has no leaf in the latest proof of reserves",
             ApiReject::LedgerUnknownTransfer => "no such transfer on the ledger",
             ApiReject::LedgerUnknownBlock => "no block at this height",
             ApiReject::LedgerResultTooLarge => "the answer would exceed its bound",
             ApiReject::LedgerRefused => "the ledger refused the transfer",
             ApiReject::LedgerBusy => "the settlement queue is full",
             ApiReject::LedgerStopped => "the ledger is not running",
-            ApiReject::NotInProof => "the account has no leaf in the latest proof of reserves",
             ApiReject::Internal => "internal failure",
         }
     }
@@ -127,13 +127,15 @@ impl ApiReject {
             | ApiReject::MissingField
             | ApiReject::InvalidField
             | ApiReject::FieldTooLong => Code::InvalidArgument,
-            ApiReject::UnknownOrder | ApiReject::NotInProof => Code::NotFound,
-            ApiReject::KycRequired => Code::FailedPrecondition,
-            ApiReject::LedgerUnknownTransfer | ApiReject::LedgerUnknownBlock => Code::NotFound,
+            ApiReject::UnknownOrder
+            | ApiReject::NotInProof
+            | ApiReject::LedgerUnknownTransfer
+            | ApiReject::LedgerUnknownBlock => Code::NotFound,
             ApiReject::LedgerResultTooLarge => Code::OutOfRange,
             ApiReject::LedgerRefused => Code::FailedPrecondition,
             ApiReject::LedgerBusy => Code::ResourceExhausted,
             ApiReject::LedgerStopped => Code::Unavailable,
+            ApiReject::KycRequired => Code::FailedPrecondition,
             ApiReject::ShuttingDown => Code::Unavailable,
             ApiReject::Internal => Code::Internal,
         }

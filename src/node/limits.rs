@@ -43,21 +43,6 @@ pub const METRICS_REQUEST_BYTES_MAX: usize = 8 * 1024;
 pub const L2_SNAPSHOT_DEPTH: usize = 1000;
 /// Commands between two engine snapshots (a snapshot bounds restart time).
 pub const SNAPSHOT_EVERY_COMMANDS: u64 = 1_000_000;
-/// Withdrawals returned by one ListWithdrawals page at most.
-pub const LIST_WITHDRAWALS_MAX: usize = 500;
-/// Withdrawals one ListWithdrawals page looks at most (with a status filter).
-pub const LIST_WITHDRAWALS_SCAN_MAX: usize = 100_000;
-/// Largest amount one withdrawal or deposit may carry, in minor units.
-pub const CUSTODY_AMOUNT_MINOR_MAX: u64 = 1_000_000_000_000_000;
-/// Longest deposit id, client_request_id or originator address, in bytes.
-pub const CUSTODY_ID_BYTES_MAX: usize = 128;
-/// Deposits custody keeps (withdrawals are bounded by `custody::limits::WITHDRAWALS_MAX`).
-pub const CUSTODY_DEPOSITS_MAX: usize = 1_000_000;
-/// Longest line of the custody record log, in bytes (a longer line is damage).
-pub const CUSTODY_RECORD_BYTES_MAX: usize = 64 * 1024;
-/// Least time between two proof-of-reserves publications, in microseconds (each one walks
-/// the engine's whole state on the engine thread).
-pub const POR_REFRESH_MIN_US: u64 = 10_000_000;
 /// Transfers in one block of the node's ledger (a block must fit in one gRPC message when
 /// served by Ledger.GetBlock, ~250 bytes per transfer).
 pub const LEDGER_BLOCK_TRANSFERS_MAX: usize = 192;
@@ -89,3 +74,18 @@ pub const SNAPSHOT_SETTLE_WAIT_MS: u64 = 100;
 pub const SNAPSHOT_RETRY_COMMANDS: u64 = 250_000;
 /// How long the shutdown snapshot waits for settlement to catch up (else it is skipped).
 pub const SHUTDOWN_SETTLE_WAIT_MS: u64 = 10_000;
+/// Withdrawals returned by one ListWithdrawals page at most.
+pub const LIST_WITHDRAWALS_MAX: usize = 500;
+/// Withdrawals one ListWithdrawals page looks at most (with a status filter).
+pub const LIST_WITHDRAWALS_SCAN_MAX: usize = 100_000;
+/// Largest amount one withdrawal or deposit may carry, in minor units.
+pub const CUSTODY_AMOUNT_MINOR_MAX: u64 = 1_000_000_000_000_000;
+/// Longest deposit id, client_request_id or originator address, in bytes.
+pub const CUSTODY_ID_BYTES_MAX: usize = 128;
+/// Deposits custody keeps (withdrawals are bounded by `custody::limits::WITHDRAWALS_MAX`).
+pub const CUSTODY_DEPOSITS_MAX: usize = 1_000_000;
+/// Longest line of the custody record log, in bytes (a longer line is damage).
+pub const CUSTODY_RECORD_BYTES_MAX: usize = 64 * 1024;
+/// Least time between two proof-of-reserves publications, in microseconds (each one walks
+/// the engine's whole state on the engine thread).
+pub const POR_REFRESH_MIN_US: u64 = 10_000_000;

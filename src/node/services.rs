@@ -1150,5 +1150,3 @@ impl pb::diagnostics_server::Diagnostics for DiagnosticsSvc {
         }))
     }
 }
-
-
