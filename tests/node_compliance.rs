@@ -595,3 +595,141 @@ async fn a_listed_customer_is_frozen_and_an_officer_works_the_case_to_a_goaml_re
         "a confirmed case keeps the customer frozen"
     );
 }
+
+/// `rempart node --config` (not the demo): the compliance store in PostgreSQL (127.0.0.1:5432,
+/// database `test`, a schema of the test's own, dropped at the end), the key-store passphrase
+/// required, and only the issuers named in `REMPART_KYC_ISSUERS` trusted.
+#[tokio::test]
+async fn a_configured_node_keeps_customers_in_postgresql_and_trusts_only_its_issuers() {
+    use kyc_aml::store::KycStore;
+    use kyc_aml::store::pg::PgBackend;
+    let dir = tempfile::tempdir().unwrap();
+    let provider = dir.path().join("city-idp.key");
+    let printed = kyc(&["keygen", "--out", provider.to_str().unwrap()]);
+    let public = printed
+        .trim()
+        .strip_prefix("issuer-public-key=")
+        .expect("public key printed")
+        .to_string();
+    let schema = format!("kyc_node_e2e_{}", std::process::id());
+    let libpq = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "role = \"gateway\"\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
+             data_dir = \"{}\"\npostgres_url = \"postgres://postgres@127.0.0.1:5432/test\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let run = |passphrase: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rempart"));
+        cmd.arg("node")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .env("REMPART_KYC_ISSUERS", format!("city-idp:{public}"))
+            .env("REMPART_KYC_POSTGRES_SCHEMA", &schema)
+            .env("REMPART_CUSTODY_PASSPHRASE", "custody test passphrase")
+            .env("REMPART_LEDGER_KEYS_PASSPHRASE", "ledger test passphrase")
+            .env_remove("REMPART_KYC_POSTGRES")
+            .env_remove("REMPART_COMPLIANCE_PASSPHRASE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(p) = passphrase {
+            cmd.env("REMPART_COMPLIANCE_PASSPHRASE", p);
+        }
+        cmd
+    };
+    // Outside the demo the gate's key store needs a passphrase; the failed start makes no API
+    // key (the next start prints the admin's).
+    let out = run(None).output().expect("run rempart node");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("REMPART_COMPLIANCE_PASSPHRASE"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut child = run(Some("compliance test passphrase"))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start rempart node");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut grpc = String::new();
+    let mut admin = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read stdout");
+        if line == "ready" {
+            break;
+        }
+        assert!(
+            !line.starts_with("kyc-provider "),
+            "no demo provider: {line}"
+        );
+        let fields: HashMap<&str, &str> = line
+            .split_whitespace()
+            .filter_map(|f| f.split_once('='))
+            .collect();
+        if line.starts_with("listening ") {
+            grpc = fields["grpc"].to_string();
+        } else if line.starts_with("api-key ") && fields["name"] == "admin" {
+            admin = fields["token"].to_string();
+        }
+    }
+    let node = Node {
+        child,
+        grpc,
+        tokens: HashMap::from([("admin".to_string(), admin.clone())]),
+        provider_key: provider.clone(),
+    };
+    let ch = node.channel().await;
+    let officer = pb::admin_client::AdminClient::new(ch.clone())
+        .create_api_key(req(
+            pb::CreateApiKeyRequest {
+                account_id: "5".into(),
+                roles: vec![pb::Role::ComplianceOfficer as i32],
+                label: "officer".into(),
+                expires_at: None,
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let mut compliance = pb::compliance_client::ComplianceClient::new(ch.clone());
+    let rogue = dir.path().join("rogue.key");
+    kyc(&["keygen", "--out", rogue.to_str().unwrap()]);
+    let untrusted = attest(&rogue, "demo-idp", 2001, "Dora Example");
+    assert_eq!(
+        refused(
+            compliance
+                .submit_attestation(req(submit(2001, &untrusted), &officer))
+                .await
+        ),
+        (Code::PermissionDenied, 21004),
+        "the demo's issuer is not trusted outside the demo"
+    );
+    let genuine = attest(&provider, "city-idp", 2001, "Dora Example");
+    let status = compliance
+        .submit_attestation(req(submit(2001, &genuine), &officer))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (status.tier, status.state),
+        (2, pb::CustomerState::Active as i32)
+    );
+    // Outside the demo the illustrative limits apply: EUR 20,000 a day at tier 2.
+    assert_eq!(status.daily_limit_eur, "20000");
+    drop(node);
+
+    // The customer is in PostgreSQL, in the configured schema.
+    let store = kyc_aml::store::SqlStore::new(PgBackend::connect(libpq, &schema).await.unwrap());
+    let customer = store.get_customer(2001).await.unwrap().expect("stored");
+    assert_eq!(customer.profile.cdd, kyc_aml::customer::CddLevel::Standard);
+    assert_eq!(store.attestations(2001).await.unwrap().len(), 1);
+    store.backend().drop_schema().await.unwrap();
+}

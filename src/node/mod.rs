@@ -147,6 +147,18 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
     let metrics = metrics::Metrics::new()?;
     let (feed, feed_rx) = settle::feed(&options.data_dir)?;
     let (core, threads, fresh) = core::start(&options.data_dir, metrics.clone(), feed)?;
+    // Compliance opens before any API key is made: a start that fails on it (no passphrase,
+    // database down) must not create the first admin key, whose secret is shown only once.
+    let postgres_url = options.postgres_url.clone();
+    let compliance_env = move |k: &str| {
+        std::env::var(k).ok().or_else(|| {
+            (k == compliance::POSTGRES_ENV)
+                .then(|| postgres_url.as_ref().map(|u| u.0.clone()))
+                .flatten()
+        })
+    };
+    let compliance =
+        compliance::Compliance::open(&options.data_dir, options.demo, &compliance_env).await?;
     let keys = auth::KeyStore::open(&options.data_dir)?;
     let mut new_keys = Vec::new();
     if fresh && options.demo {
@@ -187,16 +199,6 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
             }
         });
     }
-    let postgres_url = options.postgres_url.clone();
-    let compliance_env = move |k: &str| {
-        std::env::var(k).ok().or_else(|| {
-            (k == compliance::POSTGRES_ENV)
-                .then(|| postgres_url.as_ref().map(|u| u.0.clone()))
-                .flatten()
-        })
-    };
-    let compliance =
-        compliance::Compliance::open(&options.data_dir, options.demo, &compliance_env).await?;
     if options.demo {
         let parties: Vec<(u64, &str)> = DEMO_PARTIES
             .iter()
