@@ -1274,10 +1274,20 @@ impl Book {
 /// Opens custody's key store and makes sure the wrap key, the audit key and one hot wallet
 /// key per asset exist. With [`PKCS11_MODULE_ENV`] set: that PKCS#11 module's token labelled
 /// [`PKCS11_TOKEN_ENV`], logged in with [`PKCS11_PIN_ENV`] (all three required). Otherwise the
-/// software store in `<dir>/keys`, under the passphrase in [`PASSPHRASE_ENV`] (a fixed demo
-/// passphrase, with a warning, when unset).
-pub fn open_key_store(dir: &Path) -> anyhow::Result<Arc<dyn KeyStore>> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+/// software store in `<dir>/keys`, under the passphrase in [`PASSPHRASE_ENV`]; when it is
+/// unset, a demo node uses a fixed demo passphrase (with a warning) and any other node refuses
+/// to start.
+pub fn open_key_store(dir: &Path, demo: bool) -> anyhow::Result<Arc<dyn KeyStore>> {
+    open_key_store_with(dir, demo, &|name| std::env::var(name).ok())
+}
+
+/// [`open_key_store`] reading its settings from `env` (name → value).
+pub fn open_key_store_with(
+    dir: &Path,
+    demo: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Arc<dyn KeyStore>> {
+    let env = |name: &str| env(name).filter(|v| !v.is_empty());
     if let Some(module) = env(PKCS11_MODULE_ENV) {
         let (Some(token), Some(pin)) = (env(PKCS11_TOKEN_ENV), env(PKCS11_PIN_ENV)) else {
             anyhow::bail!(
@@ -1296,8 +1306,12 @@ pub fn open_key_store(dir: &Path) -> anyhow::Result<Arc<dyn KeyStore>> {
         tracing::info!(module = %module, "custody keys in a PKCS#11 token");
         return Ok(store);
     }
-    let passphrase = match std::env::var(PASSPHRASE_ENV) {
-        Ok(v) if !v.is_empty() => SecretBytes::new(v.into_bytes()),
+    let passphrase = match env(PASSPHRASE_ENV) {
+        Some(v) => SecretBytes::new(v.into_bytes()),
+        _ if !demo => anyhow::bail!(
+            "{PASSPHRASE_ENV} must be set: it protects custody's keys (or set \
+             {PKCS11_MODULE_ENV}, {PKCS11_TOKEN_ENV} and {PKCS11_PIN_ENV} to keep them in an HSM)"
+        ),
         _ => {
             tracing::warn!(
                 "custody key store: {PASSPHRASE_ENV} is unset; using the public demo passphrase. \
@@ -1662,6 +1676,8 @@ pub struct CustodyOptions {
     pub data_dir: PathBuf,
     /// Seconds before a new destination is usable (0 in the demo; 24 h otherwise).
     pub whitelist_delay_s: u64,
+    /// A demo node may run its software key store under the public demo passphrase.
+    pub demo: bool,
 }
 
 fn load_policy() -> anyhow::Result<Policy> {
@@ -1686,7 +1702,7 @@ impl CustodyHub {
     ) -> anyhow::Result<CustodyHub> {
         let dir = options.data_dir.join(CUSTODY_DIR);
         std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
-        let keys = open_key_store(&dir)?;
+        let keys = open_key_store(&dir, options.demo)?;
         let xpubs = load_xpubs(&dir, keys.as_ref())?;
         let policy = load_policy()?;
         let (log, records) = RecordLog::open(&dir.join(LOG_FILE))?;
@@ -2968,6 +2984,31 @@ mod tests {
         // The online side never writes the seed in clear.
         let wrapped = std::fs::read(dir.path().join(SEED_FILE)).unwrap();
         assert!(wrapped.len() > 32);
+    }
+
+    #[test]
+    fn only_a_demo_runs_custody_keys_under_the_public_passphrase() {
+        let dir = tempfile::tempdir().unwrap();
+        let none = |_: &str| None;
+        let err = open_key_store_with(dir.path(), false, &none)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(PASSPHRASE_ENV), "{err}");
+        let half = |k: &str| (k == PKCS11_MODULE_ENV).then(|| "/nonexistent.so".to_string());
+        let err = open_key_store_with(dir.path(), true, &half)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(PKCS11_PIN_ENV), "{err}");
+        let set = |k: &str| (k == PASSPHRASE_ENV).then(|| "correct horse".to_string());
+        let store = open_key_store_with(dir.path(), false, &set).unwrap();
+        let labels: Vec<String> = store
+            .list_keys()
+            .unwrap()
+            .into_iter()
+            .map(|k| k.label)
+            .collect();
+        assert!(labels.contains(&"hot-CITY".to_string()), "{labels:?}");
+        assert!(dir.path().join("keys").exists());
     }
 
     #[test]

@@ -220,7 +220,10 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
     if options.demo {
         let deposits: Vec<(u64, u16, u64)> = DEMO_PARTIES
             .iter()
-            .flat_map(|p| p.3.iter().map(move |(asset, amount)| (p.1, *asset, *amount)))
+            .flat_map(|p| {
+                p.3.iter()
+                    .map(move |(asset, amount)| (p.1, *asset, *amount))
+            })
             .collect();
         ledger.seed_demo_deposits(&compliance, &deposits).await?;
     }
@@ -228,6 +231,7 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
         custody::CustodyOptions {
             data_dir: options.data_dir.clone(),
             whitelist_delay_s: if options.demo { 0 } else { 24 * 3600 },
+            demo: options.demo,
         },
         core.clone(),
         compliance.clone(),
