@@ -165,6 +165,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 orders_per_account: 10_000_000,
             },
             demo: true,
+            custody_pkcs11: None,
         })
         .await?;
         let token = |name: &str| {

@@ -93,6 +93,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             orders_per_account: args.orders_per_account,
         },
         demo: true,
+        custody_pkcs11: None,
         otlp_endpoint: args.otlp_endpoint,
         postgres_url: None,
     })

@@ -25,8 +25,11 @@ pub struct FileConfig {
     /// PostgreSQL back office: the compliance (kyc-aml) store: customers, attestations,
     /// decisions, cases. The ledger keeps its embedded block store.
     pub postgres_url: Option<String>,
-    /// PKCS#11 module of the HSM (signer).
+    /// PKCS#11 module of the HSM holding custody's keys (the PIN comes from
+    /// `REMPART_CUSTODY_PKCS11_PIN`, never from the file).
     pub pkcs11_module: Option<PathBuf>,
+    /// Label of the token in that module.
+    pub pkcs11_token: Option<String>,
     /// OpenTelemetry OTLP endpoint.
     pub otlp_endpoint: Option<String>,
     pub tls: Option<TlsConfig>,
@@ -72,6 +75,9 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<
     if let Some(v) = env("REMPART_PKCS11_MODULE") {
         c.pkcs11_module = Some(v.into());
     }
+    if let Some(v) = env("REMPART_PKCS11_TOKEN") {
+        c.pkcs11_token = Some(v);
+    }
     if let Some(v) = env("REMPART_OTLP_ENDPOINT") {
         c.otlp_endpoint = Some(v);
     }
@@ -99,14 +105,17 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<
     {
         anyhow::bail!("postgres_url must start with postgres:// or postgresql://");
     }
-    if let Some(module) = &c.pkcs11_module {
-        if !module.is_file() {
-            anyhow::bail!("pkcs11_module {} does not exist", module.display());
+    let custody_pkcs11 = match (c.pkcs11_module, c.pkcs11_token) {
+        (Some(module), Some(token)) if !token.is_empty() => {
+            if !module.is_file() {
+                anyhow::bail!("pkcs11_module {} does not exist", module.display());
+            }
+            Some((module, token))
         }
-        anyhow::bail!(
-            "pkcs11_module is set, but the HSM signer is not wired into the node in this build"
-        );
-    }
+        (Some(_), _) => anyhow::bail!("pkcs11_module needs pkcs11_token (the token's label)"),
+        (None, Some(_)) => anyhow::bail!("pkcs11_token needs pkcs11_module"),
+        (None, None) => None,
+    };
     if let Some(e) = &c.otlp_endpoint {
         crate::telemetry::validate_endpoint(e)?;
     }
@@ -166,6 +175,7 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<
         limits,
         demo: false,
         otlp_endpoint: c.otlp_endpoint,
+        custody_pkcs11,
         postgres_url: c.postgres_url.map(super::compliance::DbUrl),
     })
 }
@@ -198,6 +208,20 @@ mod tests {
     }
 
     #[test]
+    fn a_pkcs11_module_and_token_put_custody_keys_in_the_hsm() {
+        let text = "data_dir = \"/x\"\npkcs11_module = \"/bin/sh\"\npkcs11_token = \"custody\"\n";
+        let o = load(text, &no_env).unwrap();
+        assert_eq!(
+            o.custody_pkcs11,
+            Some((PathBuf::from("/bin/sh"), "custody".to_string()))
+        );
+        assert_eq!(
+            load("data_dir = \"/x\"", &no_env).unwrap().custody_pkcs11,
+            None
+        );
+    }
+
+    #[test]
     fn what_is_not_wired_fails_clearly() {
         let cases = [
             ("role = \"validator\"\ndata_dir = \"/x\"", "not wired"),
@@ -207,9 +231,14 @@ mod tests {
                 "postgres://",
             ),
             (
-                "data_dir = \"/x\"\npkcs11_module = \"/nonexistent.so\"",
+                "data_dir = \"/x\"\npkcs11_module = \"/nonexistent.so\"\npkcs11_token = \"t\"",
                 "does not exist",
             ),
+            (
+                "data_dir = \"/x\"\npkcs11_module = \"/nonexistent.so\"",
+                "pkcs11_token",
+            ),
+            ("data_dir = \"/x\"\npkcs11_token = \"t\"", "pkcs11_module"),
             ("listen = \"nope\"\ndata_dir = \"/x\"", "listen"),
             (
                 "data_dir = \"/x\"\notlp_endpoint = \"collector:4317\"",

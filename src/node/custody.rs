@@ -1678,6 +1678,9 @@ pub struct CustodyOptions {
     pub whitelist_delay_s: u64,
     /// A demo node may run its software key store under the public demo passphrase.
     pub demo: bool,
+    /// PKCS#11 module and token label from the node configuration (the PIN always comes from
+    /// [`PKCS11_PIN_ENV`]); `None` leaves the choice to [`PKCS11_MODULE_ENV`].
+    pub pkcs11: Option<(PathBuf, String)>,
 }
 
 fn load_policy() -> anyhow::Result<Policy> {
@@ -1702,7 +1705,18 @@ impl CustodyHub {
     ) -> anyhow::Result<CustodyHub> {
         let dir = options.data_dir.join(CUSTODY_DIR);
         std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
-        let keys = open_key_store(&dir, options.demo)?;
+        let keys = match &options.pkcs11 {
+            Some((module, token)) => {
+                let module = module.display().to_string();
+                let token = token.clone();
+                open_key_store_with(&dir, options.demo, &move |name| match name {
+                    PKCS11_MODULE_ENV => Some(module.clone()),
+                    PKCS11_TOKEN_ENV => Some(token.clone()),
+                    _ => std::env::var(name).ok(),
+                })?
+            }
+            None => open_key_store(&dir, options.demo)?,
+        };
         let xpubs = load_xpubs(&dir, keys.as_ref())?;
         let policy = load_policy()?;
         let (log, records) = RecordLog::open(&dir.join(LOG_FILE))?;

@@ -63,6 +63,9 @@ pub struct NodeOptions {
     pub demo: bool,
     /// OpenTelemetry OTLP/gRPC collector (`http://host:4317`); `None` = no export.
     pub otlp_endpoint: Option<String>,
+    /// PKCS#11 module and token label holding custody's keys; `None` = the software store (or
+    /// the `REMPART_CUSTODY_PKCS11_*` variables).
+    pub custody_pkcs11: Option<(PathBuf, String)>,
     /// PostgreSQL for the compliance (kyc-aml) store; `None` = the embedded SQLite store.
     /// `REMPART_KYC_POSTGRES` overrides it.
     pub postgres_url: Option<compliance::DbUrl>,
@@ -232,6 +235,7 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
             data_dir: options.data_dir.clone(),
             whitelist_delay_s: if options.demo { 0 } else { 24 * 3600 },
             demo: options.demo,
+            pkcs11: options.custody_pkcs11.clone(),
         },
         core.clone(),
         compliance.clone(),
