@@ -654,7 +654,7 @@ async fn withdrawals_go_through_policy_quorum_and_ledger_and_survive_a_restart()
 }
 
 #[tokio::test]
-async fn a_withdrawal_to_a_sanctioned_beneficiary_is_held_with_a_case_and_funds_stay_out() {
+async fn a_withdrawal_to_a_sanctioned_beneficiary_is_held_with_a_case_until_compliance_decides() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path(), None);
     let mut custody = node.custody().await;
@@ -711,6 +711,38 @@ async fn a_withdrawal_to_a_sanctioned_beneficiary_is_held_with_a_case_and_funds_
     assert_eq!(
         balance(&node, "alice", "CITY").await.0,
         available0 - dec("10")
+    );
+    // Compliance finds it a false positive and dismisses the case; the customer's repeat
+    // re-asks the gate, which releases it to custody's policy, and it is paid out.
+    dismiss(&node, &held.case_id).await;
+    let released = custody
+        .request_withdrawal(req(
+            withdrawal("10", "Ivan Petrovich Sidorov", "s1"),
+            &node.token("alice"),
+        ))
+        .await
+        .expect("repeat")
+        .into_inner();
+    assert_eq!(released.withdrawal_id, held.withdrawal_id);
+    assert_eq!(
+        status_of(&released),
+        pb::WithdrawalStatus::PendingApproval,
+        "{released:?}"
+    );
+    let done = custody
+        .approve_withdrawal(req(
+            pb::ApproveWithdrawalRequest {
+                withdrawal_id: held.withdrawal_id.clone(),
+            },
+            &node.token("approver"),
+        ))
+        .await
+        .expect("approval")
+        .into_inner();
+    assert_eq!(
+        status_of(&done),
+        pb::WithdrawalStatus::Completed,
+        "{done:?}"
     );
 }
 
