@@ -1325,6 +1325,14 @@ impl Compliance {
             .await;
         let previous = with_db!(db, s => s.decisions_for_transfer(req.transfer_id).await)
             .map_err(store_err)?;
+        // An approval, once given (by the gate or by a release), is the answer for good.
+        if let Some(approved) = previous
+            .iter()
+            .rev()
+            .find(|d| d.record.outcome == Outcome::Approve)
+        {
+            return Ok(GateVerdict::Approved(approved.signed.clone()));
+        }
         if let Some(last) = previous.last() {
             return self.answer_again(&req, last, now).await;
         }
@@ -2317,6 +2325,15 @@ mod tests {
             panic!("a dismissed hold is released");
         };
         verify_approval(&released, listed.transfer_id, &keys).unwrap();
+        // A retry, even one carrying the original (earlier) time, answers the same release.
+        let early = GateRequest {
+            time_us: now,
+            ..listed.clone()
+        };
+        assert_eq!(
+            c.check(early).await.unwrap(),
+            GateVerdict::Approved(released.clone())
+        );
 
         let unknown = GateRequest {
             account: 1002,
