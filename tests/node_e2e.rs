@@ -758,10 +758,11 @@ fn node_config_refuses_what_is_not_wired_at_start() {
         .args(["node", "--config"])
         .arg(&config)
         .env("REMPART_ROLE", "gateway")
-        .env("REMPART_POSTGRES_URL", "postgres://127.0.0.1/test")
+        .env("REMPART_POSTGRES_URL", "mysql://127.0.0.1/test")
         .output()
         .unwrap();
+    // postgres_url is wired (the compliance store); a URL of another database is refused.
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("PostgreSQL"), "{stderr}");
+    assert!(stderr.contains("postgres_url"), "{stderr}");
 }
