@@ -334,44 +334,25 @@ async fn a_day_in_the_life() {
             .into_inner()
             .address;
         assert!(!address.is_empty());
-        let report = pb::CreditDepositRequest {
-            deposit_id: format!("chain-tx-{id}-{n}"),
-            account_id: id.to_string(),
-            asset: asset.into(),
-            amount: amount.into(),
-            address,
-            originator_name: "Banque Populaire Rives de Paris".into(),
-            originator_address: "FR7610207000012345678901234".into(),
-        };
-        let mut d = c
+        let d = c
             .custody
-            .credit_deposit(req(report.clone(), &approver))
+            .credit_deposit(req(
+                pb::CreditDepositRequest {
+                    deposit_id: format!("chain-tx-{id}-{n}"),
+                    account_id: id.to_string(),
+                    asset: asset.into(),
+                    amount: amount.into(),
+                    address,
+                    originator_name: "Banque Populaire Rives de Paris".into(),
+                    originator_address: "FR7610207000012345678901234".into(),
+                    // Travel rule: the sending institution identifies its customer.
+                    originator_identification: format!("BPRP-CUST-{id}"),
+                },
+                &approver,
+            ))
             .await
             .expect("deposit")
             .into_inner();
-        if d.status == pb::DepositStatus::Held as i32 {
-            // Travel-rule data the watcher could not supply: an officer reviews and clears
-            // the case, and the watcher's repeat is credited.
-            for state in [pb::CaseState::UnderReview, pb::CaseState::Dismissed] {
-                c.compliance
-                    .update_case(req(
-                        pb::UpdateCaseRequest {
-                            case_id: d.case_id.clone(),
-                            state: state as i32,
-                            note: "originator bank confirmed by phone".into(),
-                        },
-                        &officer,
-                    ))
-                    .await
-                    .expect("officer clears the deposit");
-            }
-            d = c
-                .custody
-                .credit_deposit(req(report, &approver))
-                .await
-                .expect("repeat after review")
-                .into_inner();
-        }
         assert_eq!(d.status, pb::DepositStatus::Credited as i32, "{d:?}");
     };
     deposit(&dora, dora_id, "EUR", "1000", 1).await;
@@ -719,6 +700,7 @@ async fn a_day_in_the_life() {
                     address: "x".into(),
                     originator_name: "Emil Okonkwo".into(),
                     originator_address: String::new(),
+                    originator_identification: String::new(),
                 },
                 &emil,
             ))

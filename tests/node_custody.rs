@@ -239,6 +239,8 @@ async fn deposits_are_screened_credited_and_counted_in_the_proof_of_reserves() {
         address: alice_city.clone(),
         originator_name: "Jane Doe".into(),
         originator_address: "0x2222222222222222222222222222222222222222".into(),
+        // No travel-rule identification: the gate holds it for review (below).
+        originator_identification: String::new(),
     };
     let err = custody
         .credit_deposit(req(deposit.clone(), &node.token("alice")))
@@ -316,6 +318,7 @@ async fn deposits_are_screened_credited_and_counted_in_the_proof_of_reserves() {
                 address: alice_city.clone(),
                 originator_name: "Ivan Petrovich Sidorov".into(),
                 originator_address: "0x3333333333333333333333333333333333333333".into(),
+                originator_identification: "SENDER-CUST-9".into(),
             },
             &node.token("approver"),
         ))

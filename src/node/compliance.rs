@@ -157,6 +157,9 @@ pub struct Counterparty {
     pub name: String,
     /// Its address (chain address or IBAN).
     pub address: String,
+    /// How its institution identifies it (travel rule: a customer identification number or an
+    /// official document number); an originator without one is not identified.
+    pub identification: Option<String>,
 }
 
 impl std::fmt::Debug for Counterparty {
@@ -1249,7 +1252,7 @@ impl Compliance {
                 name: legal_name(&cp.name),
                 geographic_address: Vec::new(),
                 national_identification: None,
-                customer_identification: None,
+                customer_identification: cp.identification.clone(),
                 date_and_place_of_birth: None,
                 country_of_residence: None,
             });
@@ -2260,6 +2263,7 @@ mod tests {
             counterparty: Some(Counterparty {
                 name: name.into(),
                 address: "FR7630006000011234567890189".into(),
+                identification: None,
             }),
             time_us: now,
         }
@@ -2500,6 +2504,7 @@ mod tests {
         let cp = Counterparty {
             name: "Ivan Petrovich Sidorov".into(),
             address: "0xabc".into(),
+            identification: Some("CUST-77".into()),
         };
         assert!(!format!("{cp:?}").contains("Ivan"));
     }

@@ -216,6 +216,9 @@ pub enum Record {
         amount_minor: u64,
         originator_name: String,
         originator_address: String,
+        /// Travel-rule identification of the originator (absent in logs written before it).
+        #[serde(default)]
+        originator_identification: Option<String>,
         verdict: Verdict,
         time_us: u64,
     },
@@ -577,6 +580,7 @@ pub struct DepositRec {
     pub amount_minor: u64,
     pub originator_name: String,
     pub originator_address: String,
+    pub originator_identification: Option<String>,
     pub received_us: u64,
     pub stage: DepositStage,
     pub decision: Option<SignedDecision>,
@@ -887,6 +891,7 @@ impl Book {
                 amount_minor,
                 originator_name,
                 originator_address,
+                originator_identification,
                 verdict,
                 time_us,
             } => {
@@ -918,6 +923,7 @@ impl Book {
                         amount_minor: *amount_minor,
                         originator_name: originator_name.clone(),
                         originator_address: originator_address.clone(),
+                        originator_identification: originator_identification.clone(),
                         received_us: *time_us,
                         stage,
                         decision,
@@ -1811,6 +1817,7 @@ impl CustodyHub {
         amount: u64,
         name: &str,
         address: &str,
+        identification: Option<&str>,
     ) -> Result<Verdict, Status> {
         let verdict = self
             .inner
@@ -1824,6 +1831,7 @@ impl CustodyHub {
                 counterparty: Some(Counterparty {
                     name: name.to_string(),
                     address: address.to_string(),
+                    identification: identification.map(str::to_string),
                 }),
                 time_us: now_us(),
             })
@@ -1855,6 +1863,15 @@ impl CustodyHub {
         if r.originator_address.len() > CUSTODY_ID_BYTES_MAX {
             return Err(ApiReject::FieldTooLong.status("originator_address", ""));
         }
+        let originator_identification = if r.originator_identification.is_empty() {
+            None
+        } else {
+            Some(text_field(
+                "originator_identification",
+                &r.originator_identification,
+                CUSTODY_ID_BYTES_MAX,
+            )?)
+        };
         let _op = self.inner.ops.lock().await;
         let repeat = {
             let book = self.book();
@@ -1905,6 +1922,7 @@ impl CustodyHub {
                 amount,
                 &originator_name,
                 &r.originator_address,
+                originator_identification.as_deref(),
             )
             .await?;
         let time_us = self.now();
@@ -1916,6 +1934,7 @@ impl CustodyHub {
             amount_minor: amount,
             originator_name,
             originator_address: r.originator_address.clone(),
+            originator_identification,
             verdict,
             time_us,
         })?;
@@ -2111,6 +2130,7 @@ impl CustodyHub {
                             w.amount_minor,
                             &w.beneficiary_name,
                             &w.destination,
+                            None,
                         )
                         .await?;
                     let time_us = self.now();
@@ -2471,6 +2491,7 @@ impl CustodyHub {
                 w.amount_minor,
                 &w.beneficiary_name,
                 &w.destination,
+                None,
             )
             .await?;
         if matches!(verdict, Verdict::Held { .. }) {
@@ -2496,6 +2517,7 @@ impl CustodyHub {
                 d.amount_minor,
                 &d.originator_name,
                 &d.originator_address,
+                d.originator_identification.as_deref(),
             )
             .await?;
         if matches!(verdict, Verdict::Held { .. }) {
@@ -2950,6 +2972,7 @@ mod tests {
             amount_minor: 42,
             originator_name: "O".into(),
             originator_address: "0xabc".into(),
+            originator_identification: Some("CUST-1".into()),
             verdict: Verdict::Approved {
                 decision: decision(deposit_transfer_id(number)),
             },
