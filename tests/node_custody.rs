@@ -4,29 +4,17 @@
 //! state across a restart, and a proof of reserves whose inclusion proof verifies with
 //! custody's own verifier.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
 
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::{Node, code_of, req};
 use rempart_proto::v1 as pb;
 use rust_decimal::Decimal;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
-
-/// A running demo node.
-struct Node {
-    child: Child,
-    grpc: String,
-    tokens: HashMap<String, String>,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use tonic::{Code, Status};
 
 /// Starts the demo on `data_dir`; `tokens` are the keys of an earlier start (a restart prints
 /// none).
@@ -39,80 +27,19 @@ fn start_with(
     tokens: Option<HashMap<String, String>>,
     envs: &[(&str, String)],
 ) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rempart"))
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start rempart demo");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut grpc = String::new();
-    let mut printed = HashMap::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("read stdout");
-        if line == "ready" {
-            break;
-        }
-        let fields: HashMap<&str, &str> = line
-            .split_whitespace()
-            .filter_map(|f| f.split_once('='))
-            .collect();
-        if line.starts_with("listening ") {
-            grpc = fields["grpc"].to_string();
-        } else if line.starts_with("api-key ") {
-            printed.insert(fields["name"].to_string(), fields["token"].to_string());
-        }
+    let mut node = common::start_with(data_dir, |c| {
+        c.envs(envs.iter().map(|(k, v)| (*k, v.as_str())));
+    });
+    if let Some(tokens) = tokens {
+        node.tokens = tokens;
     }
-    assert!(!grpc.is_empty(), "node printed no address");
-    Node {
-        child,
-        grpc,
-        tokens: tokens.unwrap_or(printed),
-    }
+    node
 }
 
 impl Node {
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.grpc))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect")
-    }
-    fn token(&self, name: &str) -> String {
-        self.tokens[name].clone()
-    }
     async fn custody(&self) -> pb::custody_client::CustodyClient<Channel> {
         pb::custody_client::CustodyClient::new(self.channel().await)
     }
-}
-
-fn req<T>(msg: T, token: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("ascii"),
-    );
-    r
-}
-
-fn code_of(status: &Status) -> u32 {
-    status
-        .metadata()
-        .get("rempart-reject-code")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 fn dec(text: &str) -> Decimal {

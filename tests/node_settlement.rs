@@ -2,102 +2,21 @@
 //! `rempart demo` binary, its gRPC API, a SIGKILL and restart, and `rempart ledger verify` on
 //! the data directory it leaves.
 
-use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
+mod common;
+
+use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::{code_of, req, start};
 use rempart_proto::v1 as pb;
+use tonic::Code;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
 
 /// How long a test waits for settlement to catch up before it fails (a bound against hangs,
 /// not a performance assertion: settlement normally follows within milliseconds).
 const SETTLE_WAIT: Duration = Duration::from_secs(120);
-
-struct Node {
-    child: Child,
-    grpc: String,
-    tokens: HashMap<String, String>,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data_dir: &Path) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rempart"))
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start rempart demo");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut grpc = String::new();
-    let mut tokens = HashMap::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("read stdout");
-        if line == "ready" {
-            break;
-        }
-        let fields: HashMap<&str, &str> = line
-            .split_whitespace()
-            .filter_map(|f| f.split_once('='))
-            .collect();
-        if line.starts_with("listening ") {
-            grpc = fields["grpc"].to_string();
-        } else if line.starts_with("api-key ") {
-            tokens.insert(fields["name"].to_string(), fields["token"].to_string());
-        }
-    }
-    assert!(!grpc.is_empty(), "node printed no address");
-    Node {
-        child,
-        grpc,
-        tokens,
-    }
-}
-
-impl Node {
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.grpc))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect")
-    }
-}
-
-fn req<T>(msg: T, token: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("ascii"),
-    );
-    r
-}
-
-fn code_of(status: &Status) -> u32 {
-    status
-        .metadata()
-        .get("rempart-reject-code")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 fn limit(side: pb::Side, price: &str, qty: &str) -> pb::PlaceOrderRequest {
     pb::PlaceOrderRequest {
