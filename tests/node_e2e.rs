@@ -2,105 +2,21 @@
 //! with a temporary data directory, read the printed addresses and API keys, and talk to it
 //! with the generated tonic clients.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
 
+use std::path::Path;
+use std::process::Command;
+
+use common::{Node, code_of, req};
 use rempart_proto::v1 as pb;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-/// A running demo node.
-struct Node {
-    child: Child,
-    grpc: String,
-    metrics: String,
-    tokens: HashMap<String, String>,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// Starts the demo with extra command-line arguments.
 fn start(data_dir: &Path, extra: &[&str]) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rempart"))
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start rempart demo");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut grpc = String::new();
-    let mut metrics = String::new();
-    let mut tokens = HashMap::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("read stdout");
-        if line == "ready" {
-            break;
-        }
-        let fields: HashMap<&str, &str> = line
-            .split_whitespace()
-            .filter_map(|f| f.split_once('='))
-            .collect();
-        if line.starts_with("listening ") {
-            grpc = fields["grpc"].to_string();
-            metrics = fields["metrics"].to_string();
-        } else if line.starts_with("api-key ") {
-            tokens.insert(fields["name"].to_string(), fields["token"].to_string());
-        }
-    }
-    assert!(!grpc.is_empty(), "node printed no address");
-    Node {
-        child,
-        grpc,
-        metrics,
-        tokens,
-    }
-}
-
-impl Node {
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.grpc))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect")
-    }
-    fn token(&self, name: &str) -> String {
-        self.tokens[name].clone()
-    }
-}
-
-fn req<T>(msg: T, token: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("ascii"),
-    );
-    r
-}
-
-fn code_of(status: &Status) -> u32 {
-    status
-        .metadata()
-        .get("rempart-reject-code")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    common::start_with(data_dir, |c| {
+        c.args(extra);
+    })
 }
 
 fn limit(market: &str, side: pb::Side, price: &str, qty: &str) -> pb::PlaceOrderRequest {
