@@ -5,110 +5,39 @@
 //! listed customer is frozen with a case an officer works to a goAML report that validates
 //! against the goAML 5.0.2 schema (xmllint), and that every other role is refused.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
+use common::{Node, code_of, req};
 use rempart_proto::v1 as pb;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 
-/// A running demo node.
-struct Node {
-    child: Child,
-    grpc: String,
-    tokens: HashMap<String, String>,
-    provider_key: PathBuf,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// Starts the demo with no compliance settings inherited from the environment.
 fn start(data_dir: &Path) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rempart"))
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .env_remove("REMPART_COMPLIANCE_PASSPHRASE")
-        .env_remove("REMPART_KYC_ISSUERS")
-        .env_remove("REMPART_KYC_POSTGRES")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start rempart demo");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut grpc = String::new();
-    let mut tokens = HashMap::new();
-    let mut provider_key = PathBuf::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("read stdout");
-        if line == "ready" {
-            break;
-        }
-        let fields: HashMap<&str, &str> = line
-            .split_whitespace()
-            .filter_map(|f| f.split_once('='))
-            .collect();
-        if line.starts_with("listening ") {
-            grpc = fields["grpc"].to_string();
-        } else if line.starts_with("api-key ") {
-            tokens.insert(fields["name"].to_string(), fields["token"].to_string());
-        } else if line.starts_with("kyc-provider ") {
-            assert_eq!(fields["issuer"], "demo-idp");
-            provider_key = PathBuf::from(fields["key"]);
-        }
-    }
-    assert!(!grpc.is_empty(), "node printed no address");
-    assert!(provider_key.is_file(), "node printed no demo provider key");
-    Node {
-        child,
-        grpc,
-        tokens,
-        provider_key,
-    }
-}
-
-impl Node {
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.grpc))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect")
-    }
-    fn token(&self, name: &str) -> String {
-        self.tokens[name].clone()
-    }
-}
-
-fn req<T>(msg: T, token: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("ascii"),
+    let node = common::start_with(data_dir, |c| {
+        c.env_remove("REMPART_COMPLIANCE_PASSPHRASE")
+            .env_remove("REMPART_KYC_ISSUERS")
+            .env_remove("REMPART_KYC_POSTGRES");
+    });
+    assert!(
+        provider_key(&node).is_file(),
+        "node printed no demo provider key"
     );
-    r
+    node
 }
 
-fn code_of(status: &Status) -> u32 {
-    status
-        .metadata()
-        .get("rempart-reject-code")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+/// The demo KYC provider's key file, as the node printed it.
+fn provider_key(node: &Node) -> PathBuf {
+    let f = node
+        .printed("kyc-provider ")
+        .expect("node printed its demo provider");
+    assert_eq!(f["issuer"], "demo-idp");
+    PathBuf::from(&f["key"])
 }
 
 fn refused(r: Result<impl std::fmt::Debug, Status>) -> (Code, u32) {
@@ -234,7 +163,7 @@ async fn a_trusted_attestation_onboards_a_customer_and_forgeries_are_refused() {
         .into_inner();
     assert_eq!(alice.state, pb::CustomerState::Active as i32);
 
-    let genuine = attest(&node.provider_key, "demo-idp", 2001, "Dora Example");
+    let genuine = attest(&provider_key(&node), "demo-idp", 2001, "Dora Example");
     // Tampered claims: the signature no longer verifies.
     let mut forged: serde_json::Value = serde_json::from_str(&genuine).unwrap();
     forged["claims"]["full_name"] = "Mallory Example".into();
@@ -358,7 +287,7 @@ async fn a_listed_customer_is_frozen_and_an_officer_works_the_case_to_a_goaml_re
     let ivan = new_trader(&node, &ch, 2002).await;
 
     let listed = attest(
-        &node.provider_key,
+        &provider_key(&node),
         "demo-idp",
         2002,
         "Ivan Petrovich Sidorov",
@@ -681,8 +610,9 @@ async fn a_configured_node_keeps_customers_in_postgresql_and_trusts_only_its_iss
     let node = Node {
         child,
         grpc,
+        metrics: String::new(),
         tokens: HashMap::from([("admin".to_string(), admin.clone())]),
-        provider_key: provider.clone(),
+        lines: Vec::new(),
     };
     let ch = node.channel().await;
     let officer = pb::admin_client::AdminClient::new(ch.clone())
