@@ -4,9 +4,9 @@
 //! service name and the RPC method, and never a credential. Without an endpoint nothing is
 //! exported (the node starts and serves as before: the other end-to-end tests).
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -84,42 +84,12 @@ async fn spans_reach_an_otlp_collector() {
     );
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rempart"))
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .arg("--otlp-endpoint")
-        .arg(format!("http://{collector_addr}"))
-        .env("RUST_LOG", "warn")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start rempart demo");
-    let stdout = child.stdout.take().expect("stdout");
-    let (mut grpc, mut token) = (String::new(), String::new());
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("read stdout");
-        if line == "ready" {
-            break;
-        }
-        let fields: HashMap<&str, &str> = line
-            .split_whitespace()
-            .filter_map(|f| f.split_once('='))
-            .collect();
-        if line.starts_with("listening ") {
-            grpc = fields["grpc"].to_string();
-        } else if line.starts_with("api-key ") && fields["name"] == "alice" {
-            token = fields["token"].to_string();
-        }
-    }
-    assert!(!grpc.is_empty() && !token.is_empty(), "node did not start");
+    let node = common::start_with(dir.path(), |c| {
+        c.arg("--otlp-endpoint")
+            .arg(format!("http://{collector_addr}"))
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100");
+    });
+    let (grpc, token) = (node.grpc.clone(), node.token("alice"));
 
     let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
         .expect("uri")
@@ -170,8 +140,7 @@ async fn spans_reach_an_otlp_collector() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(node);
 
     let received = received.lock().expect("lock");
     for (service, name, attrs) in received.iter() {
