@@ -29,6 +29,7 @@ pub mod codec;
 pub mod config;
 pub mod context;
 pub mod mempool;
+pub mod misbehaviour;
 pub mod node;
 pub mod signing;
 pub mod stream;

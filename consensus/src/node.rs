@@ -14,6 +14,7 @@
 //! so that committing that block (the usual case) only checks its certificate and stores it.
 //! [`NodeMetrics`] counts where the time goes.
 
+use crate::misbehaviour::{EvidenceLog, precommit_equivocation};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -163,6 +164,9 @@ pub struct NodeMetrics {
     pub preverified: AtomicU64,
     /// Time the pre-verifier spent, microseconds (off the blocks' critical path).
     pub preverify_us: AtomicU64,
+    /// Equivocations observed (pairs of conflicting votes of one validator); the provable
+    /// ones (conflicting precommits) are in the evidence log (`misbehaviour`).
+    pub equivocations: AtomicU64,
 }
 
 impl NodeMetrics {
@@ -455,7 +459,10 @@ where
             &options.moniker,
         )?;
     }
+    let evidence = EvidenceLog::open(&options.wal_dir)
+        .map_err(|e| NodeError::Engine(format!("evidence log: {e}")))?;
     let app = App {
+        evidence,
         address,
         replica,
         validator_set,
@@ -550,6 +557,8 @@ struct App<S: BlockStore> {
     reassembler: Reassembler,
     status: watch::Sender<NodeStatus>,
     metrics: Arc<NodeMetrics>,
+    /// Where equivocation evidence is kept (beside the WAL).
+    evidence: EvidenceLog,
 }
 
 impl<S: BlockStore> App<S> {
@@ -604,6 +613,37 @@ impl<S: BlockStore> App<S> {
         };
         self.validity.insert(hash, validity);
         validity
+    }
+
+    /// Turns Malachite's conflicting-vote pairs into ledger evidence and records the provable
+    /// ones (see [`crate::misbehaviour`]); a full or failing log is reported, never fatal.
+    fn record_equivocations<'a>(
+        &mut self,
+        votes: impl IntoIterator<
+            Item = (
+                &'a Address,
+                &'a Vec<malachitebft_core_types::DoubleVote<LedgerContext>>,
+            ),
+        >,
+    ) {
+        for (validator, pairs) in votes {
+            for (a, b) in pairs {
+                NodeMetrics::add(&self.metrics.equivocations, 1);
+                let Some(proof) = precommit_equivocation(a, b, self.replica.membership()) else {
+                    warn!(%validator, "conflicting votes without ledger-verifiable evidence");
+                    continue;
+                };
+                match self.evidence.record(&proof) {
+                    Ok(true) => error!(
+                        %validator,
+                        height = proof.height,
+                        "equivocation: evidence recorded"
+                    ),
+                    Ok(false) => warn!(%validator, "evidence log full; equivocation not recorded"),
+                    Err(error) => error!(%error, %validator, "evidence log write failed"),
+                }
+            }
+        }
     }
 
     fn keep_undecided(&mut self, hash: BlockHash, block: Block) {
@@ -825,6 +865,7 @@ impl<S: BlockStore> App<S> {
                         ?evidence,
                         "equivocation observed"
                     );
+                    self.record_equivocations(&evidence.votes);
                 }
                 self.prune();
                 let next = if self.replica.height() >= certificate.height.0 {
