@@ -1833,15 +1833,7 @@ fn report_request(case: &Case, now: i64) -> ReportRequest {
 
 /// `CddIncomplete` → `CDD_INCOMPLETE`.
 pub fn kyc_code_name(r: Reject) -> String {
-    let debug = format!("{r:?}");
-    let mut name = String::with_capacity(debug.len() + 4);
-    for (i, ch) in debug.chars().enumerate() {
-        if ch.is_ascii_uppercase() && i > 0 {
-            name.push('_');
-        }
-        name.push(ch.to_ascii_uppercase());
-    }
-    name
+    super::errors::variant_name(&r)
 }
 
 /// The gRPC code a kyc-aml refusal travels with.

@@ -190,7 +190,13 @@ pub fn rate_limited(retry_after_ms: u64, what: &str) -> Status {
 
 /// The stable symbolic name of an engine reject code ("PRICE_OFF_TICK").
 pub fn engine_code_name(code: RejectCode) -> String {
-    let debug = format!("{code:?}");
+    variant_name(&code)
+}
+
+/// A refusal enum variant's stable symbolic name from its `Debug` form: `PriceOffTick` →
+/// `PRICE_OFF_TICK` (every crate's reject enums are fieldless, so `Debug` is the variant).
+pub fn variant_name(variant: &impl std::fmt::Debug) -> String {
+    let debug = format!("{variant:?}");
     let mut name = String::with_capacity(debug.len() + 4);
     for (i, ch) in debug.chars().enumerate() {
         if ch.is_ascii_uppercase() && i > 0 {
@@ -267,14 +273,7 @@ pub fn custody_grpc_code(code: custody::RejectCode) -> Code {
 /// The status of a custody refusal (code 1000 + n, name from the variant), with `detail`
 /// appended to the fixed message when not empty.
 pub fn custody_status(code: custody::RejectCode, field: &str, detail: &str) -> Status {
-    let debug = format!("{code:?}");
-    let mut name = String::with_capacity(debug.len() + 4);
-    for (i, ch) in debug.chars().enumerate() {
-        if ch.is_ascii_uppercase() && i > 0 {
-            name.push('_');
-        }
-        name.push(ch.to_ascii_uppercase());
-    }
+    let name = variant_name(&code);
     let message = if detail.is_empty() {
         code.message().to_string()
     } else {
