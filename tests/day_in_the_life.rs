@@ -53,6 +53,7 @@ fn attest(data_dir: &Path, customer: u64, name: &str) -> Vec<u8> {
 }
 
 struct Clients {
+    channel: Channel,
     trading: pb::trading_client::TradingClient<Channel>,
     accounts: pb::accounts_client::AccountsClient<Channel>,
     custody: pb::custody_client::CustodyClient<Channel>,
@@ -64,6 +65,7 @@ struct Clients {
 impl Clients {
     fn new(ch: &Channel) -> Clients {
         Clients {
+            channel: ch.clone(),
             trading: pb::trading_client::TradingClient::new(ch.clone()),
             accounts: pb::accounts_client::AccountsClient::new(ch.clone()),
             custody: pb::custody_client::CustodyClient::new(ch.clone()),
@@ -105,31 +107,7 @@ impl Clients {
     }
 
     async fn movements(&mut self, token: &str, asset: &str) -> Vec<pb::Transfer> {
-        let mut all = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let page = self
-                .accounts
-                .list_transfers(req(
-                    pb::ListTransfersRequest {
-                        account_id: String::new(),
-                        asset: asset.into(),
-                        page: Some(pb::PageRequest {
-                            page_size: 100,
-                            page_token: page_token.clone(),
-                        }),
-                    },
-                    token,
-                ))
-                .await
-                .expect("list transfers")
-                .into_inner();
-            all.extend(page.transfers);
-            match page.page {
-                Some(p) if !p.next_page_token.is_empty() => page_token = p.next_page_token,
-                _ => return all,
-            }
-        }
+        common::all_transfers(&self.channel, token, asset, 100).await
     }
 
     /// Polls the ledger until `done` holds for the account's movements in `asset` (settlement

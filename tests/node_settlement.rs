@@ -98,31 +98,7 @@ fn assert_ledger_equals_engine(balances: &pb::GetBalancesResponse, statement: &p
 
 /// Every movement of the caller's account, newest first, through every page.
 async fn all_transfers(ch: &Channel, token: &str) -> Vec<pb::Transfer> {
-    let mut accounts = pb::accounts_client::AccountsClient::new(ch.clone());
-    let mut out = Vec::new();
-    let mut token_page = String::new();
-    loop {
-        let page = accounts
-            .list_transfers(req(
-                pb::ListTransfersRequest {
-                    account_id: String::new(),
-                    asset: String::new(),
-                    page: Some(pb::PageRequest {
-                        page_size: 7,
-                        page_token: token_page.clone(),
-                    }),
-                },
-                token,
-            ))
-            .await
-            .expect("list transfers")
-            .into_inner();
-        out.extend(page.transfers);
-        token_page = page.page.map(|p| p.next_page_token).unwrap_or_default();
-        if token_page.is_empty() {
-            return out;
-        }
-    }
+    common::all_transfers(ch, token, "", 7).await
 }
 
 fn verify(data_dir: &Path) -> serde_json::Value {

@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+use rempart_proto::v1 as pb;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
@@ -133,4 +134,39 @@ pub fn code_of(status: &Status) -> u32 {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// Every ledger movement of the caller's account (in `asset`, or all assets when empty), read
+/// page by page with `page_size` (small sizes exercise the paging).
+pub async fn all_transfers(
+    ch: &Channel,
+    token: &str,
+    asset: &str,
+    page_size: u32,
+) -> Vec<pb::Transfer> {
+    let mut accounts = pb::accounts_client::AccountsClient::new(ch.clone());
+    let mut out = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = accounts
+            .list_transfers(req(
+                pb::ListTransfersRequest {
+                    account_id: String::new(),
+                    asset: asset.into(),
+                    page: Some(pb::PageRequest {
+                        page_size,
+                        page_token: page_token.clone(),
+                    }),
+                },
+                token,
+            ))
+            .await
+            .expect("list transfers")
+            .into_inner();
+        out.extend(page.transfers);
+        page_token = page.page.map(|p| p.next_page_token).unwrap_or_default();
+        if page_token.is_empty() {
+            return out;
+        }
+    }
 }
