@@ -26,8 +26,18 @@ pub struct WorkloadConfig {
     pub batch: usize,
 }
 
-/// `validator.json`.
+/// Where a validator keeps its chain in PostgreSQL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresStoreConfig {
+    /// A libpq-style connection string (`host=127.0.0.1 user=postgres dbname=ledger`).
+    pub url: String,
+    /// The schema of this validator's tables (a plain lower-case identifier; created if absent).
+    pub schema: String,
+}
+
+/// `validator.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValidatorConfig {
     /// This validator's id in the genesis membership.
@@ -54,6 +64,15 @@ pub struct ValidatorConfig {
     /// Propose timeout of round 0, in milliseconds (others scale from the local defaults).
     #[serde(default)]
     pub propose_timeout_ms: Option<u64>,
+    /// Keep the chain in PostgreSQL instead of the embedded block store under `data_dir`
+    /// (the WAL and evidence logs stay under `data_dir`).
+    #[serde(default)]
+    pub postgres: Option<PostgresStoreConfig>,
+    /// Misbehave on purpose (only in builds with the `byzantine` feature, i.e. this crate's
+    /// tests; elsewhere the key is refused as unknown).
+    #[cfg(feature = "byzantine")]
+    #[serde(default)]
+    pub byzantine: Option<crate::byzantine::ByzantineOptions>,
 }
 
 fn default_block_entries() -> usize {
@@ -153,6 +172,10 @@ impl ValidatorConfig {
         options.block_entries_max = self.block_entries_max.max(1);
         if let Some(ms) = self.propose_timeout_ms {
             options.timeouts.propose = Duration::from_millis(ms);
+        }
+        #[cfg(feature = "byzantine")]
+        {
+            options.byzantine = self.byzantine.clone();
         }
         Ok(options)
     }

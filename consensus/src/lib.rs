@@ -21,8 +21,12 @@
 //! - [`config`]: the validator binary's configuration file.
 //! - [`workload`]: deterministic signed transfer batches for tests and the benchmark.
 //! - [`bench`]: the consensus benchmark (`consensus-bench`, `rempart ledger bench`).
+//! - [`misbehaviour`]: equivocation evidence and invalid-proposal records.
+//! - `byzantine` (feature `byzantine`, tests only): a validator that misbehaves on purpose.
 
 pub mod bench;
+#[cfg(feature = "byzantine")]
+pub mod byzantine;
 pub mod certificate;
 pub mod cluster;
 pub mod codec;

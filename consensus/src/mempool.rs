@@ -322,8 +322,17 @@ impl Mempool {
         self.select_where(entries_max, true)
     }
 
+    /// Drops batches that can never settle as they are (refused for want of authority).
+    pub fn remove_refused(&self, batches: &[Batch]) {
+        self.remove(batches, None);
+    }
+
     /// Drops the batches a decided block carried, recording their commit latency.
     pub fn remove_committed(&self, batches: &[Batch], committed: Instant) {
+        self.remove(batches, Some(committed));
+    }
+
+    fn remove(&self, batches: &[Batch], committed: Option<Instant>) {
         let mut inner = self.lock();
         for batch in batches {
             let id = batch_id(batch);
@@ -334,7 +343,9 @@ impl Mempool {
                 debug_assert_eq!(queued.id, id);
                 let len = queued.batch.len();
                 inner.entries -= len;
-                if inner.samples.len() < LATENCY_SAMPLES_MAX {
+                if let Some(committed) = committed
+                    && inner.samples.len() < LATENCY_SAMPLES_MAX
+                {
                     inner.samples.push(CommitSample {
                         submitted: queued.submitted,
                         committed,

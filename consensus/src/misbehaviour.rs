@@ -27,6 +27,34 @@ pub const EVIDENCE_FILE: &str = "evidence.log";
 /// Records kept at most; later ones are refused (the first few already prove the fault).
 pub const EVIDENCE_RECORDS_MAX: usize = 10_000;
 
+/// The invalid-proposal file in a validator's WAL directory: one JSON object a line.
+pub const INVALID_PROPOSALS_FILE: &str = "invalid-proposals.log";
+
+/// A proposed block that holds an entry refused for want of authority (an ungated transfer,
+/// a forged gate or controller signature). An honest proposer executes its block before
+/// offering it and leaves such batches out, so the block's builder is at fault; the
+/// validators refuse the block (prevote nil) and record this. The entry is named by block
+/// hash and position, so anyone holding the proposal can re-check it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InvalidProposal {
+    /// The block's height.
+    pub height: u64,
+    /// The validator that built the block (its header's proposer).
+    pub proposer: u64,
+    /// The block's hash, hex.
+    pub block_hash: String,
+    /// Index of the batch in the block.
+    pub batch: usize,
+    /// Index of the entry in the batch.
+    pub entry: usize,
+    /// The refused transfer's id, hex.
+    pub transfer_id: String,
+    /// Settlement's result code.
+    pub code: u32,
+    /// The result's name.
+    pub reason: String,
+}
+
 /// A signed consensus vote as the ledger's signed vote, if it is a precommit for a block.
 fn as_ledger_vote(vote: &SignedVote<LedgerContext>) -> Option<LedgerSignedVote> {
     let v = &vote.message;
@@ -56,7 +84,8 @@ pub fn precommit_equivocation(
     equivocation(&as_ledger_vote(a)?, &as_ledger_vote(b)?, membership)
 }
 
-/// The append-only evidence log.
+/// An append-only, bounded, synced log of one record a line: equivocation evidence
+/// ([`EvidenceLog::open`]) or invalid proposals ([`EvidenceLog::open_invalid_proposals`]).
 #[derive(Debug)]
 pub struct EvidenceLog {
     path: PathBuf,
@@ -64,9 +93,17 @@ pub struct EvidenceLog {
 }
 
 impl EvidenceLog {
-    /// Opens (or creates) the log in `dir`.
+    /// Opens (or creates) the equivocation evidence log in `dir`.
     pub fn open(dir: &Path) -> std::io::Result<EvidenceLog> {
-        let path = dir.join(EVIDENCE_FILE);
+        Self::open_file(dir.join(EVIDENCE_FILE))
+    }
+
+    /// Opens (or creates) the invalid-proposal log in `dir`.
+    pub fn open_invalid_proposals(dir: &Path) -> std::io::Result<EvidenceLog> {
+        Self::open_file(dir.join(INVALID_PROPOSALS_FILE))
+    }
+
+    fn open_file(path: PathBuf) -> std::io::Result<EvidenceLog> {
         let records = match File::open(&path) {
             Ok(file) => BufReader::new(file).lines().count(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
@@ -87,6 +124,16 @@ impl EvidenceLog {
 
     /// Appends `evidence` and syncs it; `false` when the log is full.
     pub fn record(&mut self, evidence: &EquivocationEvidence) -> std::io::Result<bool> {
+        self.append_line(&hex::encode(evidence.encode()))
+    }
+
+    /// Appends an invalid proposal (one JSON line) and syncs it; `false` when the log is full.
+    pub fn record_invalid_proposal(&mut self, record: &InvalidProposal) -> std::io::Result<bool> {
+        let line = serde_json::to_string(record).map_err(std::io::Error::other)?;
+        self.append_line(&line)
+    }
+
+    fn append_line(&mut self, line: &str) -> std::io::Result<bool> {
         if self.records >= EVIDENCE_RECORDS_MAX {
             return Ok(false);
         }
@@ -94,14 +141,17 @@ impl EvidenceLog {
             .create(true)
             .append(true)
             .open(&self.path)?;
-        writeln!(file, "{}", hex::encode(evidence.encode()))?;
+        writeln!(file, "{line}")?;
         file.sync_data()?;
         self.records += 1;
         Ok(true)
     }
 
-    /// Every record, decoded from hex (for operators and tests).
-    pub fn read_all(&self) -> std::io::Result<Vec<Vec<u8>>> {
+    /// Every line of the log, each parsed by `parse` (for operators and tests).
+    fn read_lines<T, E>(&self, parse: impl Fn(&str) -> Result<T, E>) -> std::io::Result<Vec<T>>
+    where
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let file = match File::open(&self.path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -110,10 +160,20 @@ impl EvidenceLog {
         BufReader::new(file)
             .lines()
             .map(|line| {
-                hex::decode(line?.trim())
+                parse(line?.trim())
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
             })
             .collect()
+    }
+
+    /// Every invalid-proposal record (for operators and tests).
+    pub fn read_invalid_proposals(&self) -> std::io::Result<Vec<InvalidProposal>> {
+        self.read_lines(|line| serde_json::from_str(line))
+    }
+
+    /// Every equivocation record, decoded from hex (for operators and tests).
+    pub fn read_all(&self) -> std::io::Result<Vec<Vec<u8>>> {
+        self.read_lines(|line| hex::decode(line))
     }
 }
 
@@ -203,5 +263,27 @@ mod tests {
         let log = EvidenceLog::open(dir.path()).expect("reopen");
         assert_eq!(log.len(), 1);
         assert_eq!(log.read_all().expect("read"), vec![evidence.encode()]);
+    }
+
+    #[test]
+    fn invalid_proposals_round_trip_through_their_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = EvidenceLog::open_invalid_proposals(dir.path()).expect("open");
+        let record = InvalidProposal {
+            height: 9,
+            proposer: 4,
+            block_hash: "ab".repeat(32),
+            batch: 1,
+            entry: 0,
+            transfer_id: "0f".into(),
+            code: 6,
+            reason: "gate decision missing".into(),
+        };
+        assert!(log.record_invalid_proposal(&record).expect("record"));
+        let log = EvidenceLog::open_invalid_proposals(dir.path()).expect("reopen");
+        assert_eq!(log.len(), 1);
+        assert_eq!(log.read_invalid_proposals().expect("read"), vec![record]);
+        // The equivocation log beside it is a different file.
+        assert!(EvidenceLog::open(dir.path()).expect("open").is_empty());
     }
 }

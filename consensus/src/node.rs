@@ -14,7 +14,7 @@
 //! so that committing that block (the usual case) only checks its certificate and stores it.
 //! [`NodeMetrics`] counts where the time goes.
 
-use crate::misbehaviour::{EvidenceLog, precommit_equivocation};
+use crate::misbehaviour::{EvidenceLog, InvalidProposal, precommit_equivocation};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +40,7 @@ use malachitebft_app_channel::{
 use settlement::block::{Block, CommittedBlock};
 use settlement::crypto::Hash32;
 use settlement::ledger::verified::{Preverifier, SignatureCache};
+use settlement::ledger::{Batch, CreateTransferResult};
 use settlement::membership::{GenesisConfig, ValidatorId};
 use settlement::replica::{Replica, ReplicaError};
 use settlement::store::BlockStore;
@@ -90,6 +91,9 @@ pub struct NodeOptions {
     pub preverify: bool,
     /// Interval of block-sync status broadcasts (how fast a lagging validator notices).
     pub sync_status_interval: Duration,
+    /// Misbehave on purpose (tests of the others' defences).
+    #[cfg(feature = "byzantine")]
+    pub byzantine: Option<crate::byzantine::ByzantineOptions>,
 }
 
 impl NodeOptions {
@@ -120,6 +124,8 @@ impl NodeOptions {
             verify_threads: 1,
             preverify: true,
             sync_status_interval: Duration::from_secs(1),
+            #[cfg(feature = "byzantine")]
+            byzantine: None,
         }
     }
 }
@@ -167,6 +173,12 @@ pub struct NodeMetrics {
     /// Equivocations observed (pairs of conflicting votes of one validator); the provable
     /// ones (conflicting precommits) are in the evidence log (`misbehaviour`).
     pub equivocations: AtomicU64,
+    /// Proposals refused because their block held entries without authority (ungated or
+    /// unsigned transfers); each is in the invalid-proposal log with its builder.
+    pub invalid_proposals: AtomicU64,
+    /// Batches the proposer left out of its block and dropped from the mempool because the
+    /// validators would refuse them for want of authority.
+    pub unauthorised_batches: AtomicU64,
 }
 
 impl NodeMetrics {
@@ -429,17 +441,16 @@ where
     );
     std::fs::create_dir_all(&options.wal_dir)
         .map_err(|e| NodeError::Engine(format!("WAL directory: {e}")))?;
-    let (channels, engine) = malachitebft_app_channel::start_engine(
-        LedgerContext,
-        engine_config(&options),
-        WalContext::new(options.wal_dir.join("consensus.wal"), WireCodec),
-        NetworkContext::new(identity, WireCodec),
-        ConsensusContext::new_validator(address, Box::new(LedgerVerifier), Box::new(signer)),
-        SyncContext::new(WireCodec),
-        RequestContext::new(64),
-    )
-    .await
-    .map_err(|e| NodeError::Engine(e.to_string()))?;
+    #[cfg(feature = "byzantine")]
+    let started = match &options.byzantine {
+        Some(byzantine) => {
+            start_byzantine_engine(&options, byzantine, identity, address, signer).await
+        }
+        None => start_engine(&options, identity, address, signer).await,
+    };
+    #[cfg(not(feature = "byzantine"))]
+    let started = start_engine(&options, identity, address, signer).await;
+    let (channels, engine) = started?;
 
     let (status_tx, status) = watch::channel(NodeStatus {
         height: replica.height(),
@@ -461,8 +472,11 @@ where
     }
     let evidence = EvidenceLog::open(&options.wal_dir)
         .map_err(|e| NodeError::Engine(format!("evidence log: {e}")))?;
+    let invalid_proposals = EvidenceLog::open_invalid_proposals(&options.wal_dir)
+        .map_err(|e| NodeError::Engine(format!("invalid-proposal log: {e}")))?;
     let app = App {
         evidence,
+        invalid_proposals,
         address,
         replica,
         validator_set,
@@ -483,6 +497,70 @@ where
         engine,
         app,
     })
+}
+
+#[cfg(feature = "byzantine")]
+fn engine_error(error: impl std::fmt::Display) -> NodeError {
+    NodeError::Engine(error.to_string())
+}
+
+/// Malachite's engine with its default actors.
+async fn start_engine(
+    options: &NodeOptions,
+    identity: NetworkIdentity,
+    address: Address,
+    signer: ValidatorSigner,
+) -> Result<(Channels<LedgerContext>, EngineHandle), NodeError> {
+    malachitebft_app_channel::start_engine(
+        LedgerContext,
+        engine_config(options),
+        WalContext::new(options.wal_dir.join("consensus.wal"), WireCodec),
+        NetworkContext::new(identity, WireCodec),
+        ConsensusContext::new_validator(address, Box::new(LedgerVerifier), Box::new(signer)),
+        SyncContext::new(WireCodec),
+        RequestContext::new(64),
+    )
+    .await
+    .map_err(|e| NodeError::Engine(e.to_string()))
+}
+
+/// Malachite's engine with its byzantine proxy in front of the network (tests only).
+#[cfg(feature = "byzantine")]
+async fn start_byzantine_engine(
+    options: &NodeOptions,
+    byzantine: &crate::byzantine::ByzantineOptions,
+    identity: NetworkIdentity,
+    address: Address,
+    signer: ValidatorSigner,
+) -> Result<(Channels<LedgerContext>, EngineHandle), NodeError> {
+    warn!(moniker = %options.moniker, ?byzantine, "BYZANTINE validator: misbehaving on purpose");
+    let proxy_signer = signer.duplicate();
+    malachitebft_app_channel::EngineBuilder::new(LedgerContext, engine_config(options))
+        .with_default_wal(WalContext::new(
+            options.wal_dir.join("consensus.wal"),
+            WireCodec,
+        ))
+        .with_byzantine_network(malachitebft_app_channel::ByzantineContext {
+            identity,
+            codec: WireCodec,
+            config: byzantine.malachite.clone(),
+            signer: Box::new(proxy_signer),
+            address,
+            conflicting_value_fn: None,
+            conflicting_vote_value_fn: Some(crate::byzantine::conflicting_vote_value()),
+        })
+        .await
+        .map_err(engine_error)?
+        .with_default_sync(SyncContext::new(WireCodec))
+        .with_default_consensus(ConsensusContext::new_validator(
+            address,
+            Box::new(LedgerVerifier),
+            Box::new(signer),
+        ))
+        .with_default_request(RequestContext::new(64))
+        .build()
+        .await
+        .map_err(engine_error)
 }
 
 /// Starts the thread that checks the signatures of the batches `mempool` accepts, ahead of the
@@ -559,6 +637,8 @@ struct App<S: BlockStore> {
     metrics: Arc<NodeMetrics>,
     /// Where equivocation evidence is kept (beside the WAL).
     evidence: EvidenceLog,
+    /// Where blocks refused for an ungated or unsigned entry are recorded, with their builder.
+    invalid_proposals: EvidenceLog,
 }
 
 impl<S: BlockStore> App<S> {
@@ -604,7 +684,18 @@ impl<S: BlockStore> App<S> {
             NodeMetrics::add_elapsed(&self.metrics.validate_us, started);
             NodeMetrics::add(&self.metrics.validations, 1);
             match verdict {
-                Ok(_) => Validity::Valid,
+                Ok(outcome) => {
+                    let refusals = outcome.authority_refusals();
+                    if refusals.is_empty() {
+                        Validity::Valid
+                    } else {
+                        // The block's builder slipped in entries without authority: refuse the
+                        // block (the staged execution goes) and record who built it.
+                        self.replica.discard_staged();
+                        self.record_invalid_proposal(hash, block, &refusals);
+                        Validity::Invalid
+                    }
+                }
                 Err(error) => {
                     warn!(%error, height = block.header.height, "invalid proposal");
                     Validity::Invalid
@@ -613,6 +704,47 @@ impl<S: BlockStore> App<S> {
         };
         self.validity.insert(hash, validity);
         validity
+    }
+
+    /// Records a proposed block refused for entries without authority (see
+    /// [`InvalidProposal`]); a full or failing log is reported, never fatal.
+    fn record_invalid_proposal(
+        &mut self,
+        hash: BlockHash,
+        block: &Block,
+        refusals: &[(usize, usize, CreateTransferResult)],
+    ) {
+        NodeMetrics::add(&self.metrics.invalid_proposals, 1);
+        let Some(&(batch, entry, result)) = refusals.first() else {
+            return;
+        };
+        let transfer_id = match block.batches.get(batch) {
+            Some(Batch::CreateTransfers { entries, .. }) => {
+                entries.get(entry).map_or(0, |e| e.transfer.id)
+            }
+            _ => 0,
+        };
+        let record = InvalidProposal {
+            height: block.header.height,
+            proposer: block.header.proposer,
+            block_hash: hex::encode(hash.0),
+            batch,
+            entry,
+            transfer_id: format!("{transfer_id:x}"),
+            code: u32::from(result.code()),
+            reason: result.message().to_owned(),
+        };
+        match self.invalid_proposals.record_invalid_proposal(&record) {
+            Ok(true) => error!(
+                proposer = record.proposer,
+                height = record.height,
+                code = record.code,
+                refusals = refusals.len(),
+                "invalid proposal: a block with entries lacking authority; proposer recorded"
+            ),
+            Ok(false) => warn!(proposer = record.proposer, "invalid-proposal log full"),
+            Err(error) => error!(%error, "invalid-proposal log write failed"),
+        }
     }
 
     /// Turns Malachite's conflicting-vote pairs into ledger evidence and records the provable
@@ -680,6 +812,46 @@ impl<S: BlockStore> App<S> {
         self.status.send_replace(status);
     }
 
+    /// Builds (and stages) the next block from `batches`, leaving out the batches the
+    /// validators would refuse it for: entries without authority (no or a forged gate decision,
+    /// no or a wrong controller signature; see [`BlockOutcome::authority_refusals`]). Those
+    /// batches can never settle as they are, so they leave the mempool too.
+    /// `keep_unauthorised` is the faulty proposer of the byzantine tests.
+    ///
+    /// [`BlockOutcome::authority_refusals`]: settlement::ledger::BlockOutcome::authority_refusals
+    fn build_authorised(
+        &mut self,
+        proposer: ValidatorId,
+        timestamp: u64,
+        mut batches: Vec<Batch>,
+        keep_unauthorised: bool,
+    ) -> Result<Block, ReplicaError> {
+        let (block, outcome) =
+            self.replica
+                .propose_staged_with_outcome(proposer, timestamp, batches.clone())?;
+        let refusals = outcome.authority_refusals();
+        if refusals.is_empty() || keep_unauthorised {
+            return Ok(block);
+        }
+        let mut refused: Vec<usize> = refusals.iter().map(|(batch, _, _)| *batch).collect();
+        refused.dedup();
+        let mut dropped = Vec::with_capacity(refused.len());
+        for &index in refused.iter().rev() {
+            if index < batches.len() {
+                dropped.push(batches.remove(index));
+            }
+        }
+        warn!(
+            batches = dropped.len(),
+            entries = refusals.len(),
+            "left out batches without authority (ungated or unsigned); dropped from the mempool"
+        );
+        NodeMetrics::add(&self.metrics.unauthorised_batches, dropped.len() as u64);
+        self.mempool.remove_refused(&dropped);
+        // The refusals do not depend on state: the batches left cannot have any.
+        self.replica.propose_staged(proposer, timestamp, batches)
+    }
+
     async fn build_block(&mut self, height: Height) -> Option<Block> {
         // Batches whose signatures were checked ahead first, so that executing the block does
         // not wait for signature checks; if none is ready in time, whatever is queued.
@@ -691,11 +863,22 @@ impl<S: BlockStore> App<S> {
         if batches.is_empty() {
             batches = self.mempool.select(self.options.block_entries_max);
         }
+        #[cfg(feature = "byzantine")]
+        let keep_unauthorised = self
+            .options
+            .byzantine
+            .as_ref()
+            .is_some_and(|byzantine| byzantine.propose_ungated);
+        #[cfg(not(feature = "byzantine"))]
+        let keep_unauthorised = false;
+        if keep_unauthorised {
+            #[cfg(feature = "byzantine")]
+            batches.push(crate::byzantine::ungated_batch(height.0));
+        }
         let timestamp = now_us().max(self.replica.ledger().timestamp_us() + 1);
         let proposer = self.address.0;
         let built = tokio::task::block_in_place(|| {
-            self.replica
-                .propose_staged(proposer, timestamp, batches)
+            self.build_authorised(proposer, timestamp, batches, keep_unauthorised)
                 .or_else(|error| {
                     // A machine failure while executing the batches: offer an empty block
                     // rather than stall the height.
@@ -876,7 +1059,10 @@ impl<S: BlockStore> App<S> {
                 let _ = reply.send(next);
             }
             AppMsg::GetDecidedValues { range, reply } => {
-                let values = self.decided_values(range.start().0, range.end().0);
+                // Store reads may block (PostgreSQL): outside the async context.
+                let values = tokio::task::block_in_place(|| {
+                    self.decided_values(range.start().0, range.end().0)
+                });
                 let _ = reply.send(values);
             }
             AppMsg::ProcessSyncedValue {

@@ -146,6 +146,14 @@ impl ValidatorSigner {
         Ok(Self::from_seed(&seed))
     }
 
+    /// A second handle on the same key (the byzantine tests' proxy signs conflicting votes
+    /// with it).
+    #[cfg(feature = "byzantine")]
+    pub fn duplicate(&self) -> Self {
+        let seed = Zeroizing::new(self.key.to_bytes());
+        Self::from_seed(&seed)
+    }
+
     /// The public key (as in the validator's membership certificate).
     pub fn public_key(&self) -> Ed25519Key {
         self.key.verifying_key().to_bytes()

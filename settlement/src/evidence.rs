@@ -4,7 +4,7 @@
 //! consensus integration can record it and the consortium can act on it.
 
 use crate::block::{CommitCertificate, Vote};
-use crate::codec::Writer;
+use crate::codec::{DecodeError, Reader, Writer};
 use crate::crypto::{Signature64, verify_ed25519};
 use crate::membership::{Membership, ValidatorId};
 
@@ -44,6 +44,34 @@ impl EquivocationEvidence {
             w.bytes(&vote.signature);
         }
         w.into_bytes()
+    }
+
+    /// Reads [`EquivocationEvidence::encode`]'s bytes back; never panics. Decoding does not
+    /// verify: call [`EquivocationEvidence::verify`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let validator = r.u64("evidence.validator")?;
+        let height = r.u64("evidence.height")?;
+        let vote = |r: &mut Reader<'_>| -> Result<SignedVote, DecodeError> {
+            Ok(SignedVote {
+                vote: Vote {
+                    height,
+                    round: r.u32("evidence.round")?,
+                    block_hash: r.array("evidence.block_hash")?,
+                },
+                validator,
+                signature: r.array("evidence.signature")?,
+            })
+        };
+        let first = vote(&mut r)?;
+        let second = vote(&mut r)?;
+        r.finish()?;
+        Ok(EquivocationEvidence {
+            validator,
+            height,
+            first,
+            second,
+        })
     }
 
     /// Re-checks the evidence against the membership.
@@ -140,7 +168,9 @@ mod tests {
                 .iter()
                 .all(|e| e.verify(&membership) && e.height == 3)
         );
-        assert!(!evidence[0].encode().is_empty());
+        let bytes = evidence[0].encode();
+        assert_eq!(EquivocationEvidence::decode(&bytes).unwrap(), evidence[0]);
+        assert!(EquivocationEvidence::decode(&bytes[..bytes.len() - 1]).is_err());
         // Same block: no evidence. Different heights: no evidence.
         assert!(equivocations_between(&a, &a, &membership).is_empty());
         let c = consortium.certify(4, [2; 32], 4);

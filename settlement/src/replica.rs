@@ -163,6 +163,18 @@ impl<S: BlockStore> Replica<S> {
             .map(|(block, _)| block)
     }
 
+    /// [`Replica::propose_staged`], also returning the outcome of executing the block: a
+    /// consortium proposer uses it to leave out batches the validators would refuse for want of
+    /// authority (see [`BlockOutcome::authority_refusals`]).
+    pub fn propose_staged_with_outcome(
+        &mut self,
+        proposer: ValidatorId,
+        timestamp_us: u64,
+        batches: Vec<Batch>,
+    ) -> Result<(Block, BlockOutcome), ReplicaError> {
+        self.build(proposer, timestamp_us, batches, true)
+    }
+
     fn build(
         &mut self,
         proposer: ValidatorId,

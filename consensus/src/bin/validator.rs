@@ -13,7 +13,9 @@ use rempart_consensus::signing::ValidatorSigner;
 use rempart_consensus::workload::Workload;
 use settlement::ledger::Batch;
 use settlement::replica::Replica;
+use settlement::store::BlockStore;
 use settlement::store::file::FileStore;
+use settlement::store::pg::PgStore;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,16 +44,19 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(&args.config))
 }
 
-/// The workload batches not yet in the stored chain (so a restarted validator does not offer
-/// settled batches again).
-fn pending_workload(config: &ValidatorConfig, store_dir: &Path) -> anyhow::Result<Vec<Batch>> {
+/// The workload batches not yet in the chain `store` holds (so a restarted validator does not
+/// offer settled batches again).
+fn pending_workload<S: BlockStore>(
+    config: &ValidatorConfig,
+    store: S,
+) -> anyhow::Result<Vec<Batch>> {
     let Some(workload) = &config.workload else {
         return Ok(Vec::new());
     };
     let generator = Workload::new(workload.accounts);
     let batches = generator.batches(workload.transfers, workload.batch);
     let genesis = config.genesis()?;
-    let replica = Replica::open(&genesis, FileStore::open(store_dir)?, 1)?;
+    let replica = Replica::open(&genesis, store, 1)?;
     let ledger = replica.ledger();
     Ok(batches
         .into_iter()
@@ -81,10 +86,33 @@ fn write_status(path: &Path, status: &NodeStatus) -> std::io::Result<()> {
 
 async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = ValidatorConfig::load(config_path)?;
+    match &config.postgres {
+        // The store's synchronous calls run outside the async runtime's context
+        // (`block_in_place`), as the node makes all of its store calls.
+        Some(pg) => {
+            let open = || {
+                PgStore::connect(&pg.url, &pg.schema)
+                    .with_context(|| format!("PostgreSQL block store (schema {})", pg.schema))
+            };
+            let pending = tokio::task::block_in_place(|| pending_workload(&config, open()?))?;
+            let store = tokio::task::block_in_place(open)?;
+            run_with(config, pending, store).await
+        }
+        None => {
+            let store_dir = config.data_dir.join("store");
+            let pending = pending_workload(&config, FileStore::open(&store_dir)?)?;
+            run_with(config, pending, FileStore::open(&store_dir)?).await
+        }
+    }
+}
+
+async fn run_with<S: BlockStore + Send + 'static>(
+    config: ValidatorConfig,
+    pending: Vec<Batch>,
+    store: S,
+) -> anyhow::Result<()> {
     let genesis = config.genesis()?;
     let signer = ValidatorSigner::from_file(&config.key_file)?;
-    let store_dir = config.data_dir.join("store");
-    let pending = pending_workload(&config, &store_dir)?;
     let mempool = Arc::new(Mempool::new());
     for batch in pending {
         // A refusal here means the workload is larger than the mempool: the rest is dropped.
@@ -93,7 +121,6 @@ async fn run(config_path: &Path) -> anyhow::Result<()> {
             break;
         }
     }
-    let store = FileStore::open(&store_dir)?;
     let running = node::start(
         &genesis,
         config.validator_id,

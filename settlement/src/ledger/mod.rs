@@ -118,6 +118,27 @@ pub struct BlockOutcome {
     pub state_hash: Hash32,
 }
 
+impl BlockOutcome {
+    /// The entries refused for want of authority (no or a wrongly signed gate decision, no or a
+    /// wrong controller signature), as (batch index, entry index, result). These refusals do
+    /// not depend on the ledger's state, so an honest proposer, which executes its block before
+    /// offering it, never includes them: a proposed block that holds one is the proposer's
+    /// fault (see the consensus crate's misbehaviour records).
+    pub fn authority_refusals(&self) -> Vec<(usize, usize, CreateTransferResult)> {
+        let mut out = Vec::new();
+        for (batch, results) in self.results.iter().enumerate() {
+            if let BatchResults::Transfers(results) = results {
+                for (entry, result) in results.iter().enumerate() {
+                    if result.is_authority_refusal() {
+                        out.push((batch, entry, *result));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Per-ledger (asset) sums over all accounts, kept modulo 2^128: equality modulo 2^128 still
 /// catches any imbalance a single block can cause, and the sums can never overflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -16,10 +16,34 @@ use crate::block::CommittedBlock;
 use crate::crypto::Hash32;
 use crate::ledger::BlockEffects;
 
-/// A block store in a PostgreSQL schema.
+/// The store's private current-thread runtime. Dropping a runtime blocks, which tokio forbids
+/// inside an async context; this one shuts down in the background instead, so a validator's
+/// store may be dropped anywhere.
+#[derive(Debug)]
+struct DbRuntime(Option<tokio::runtime::Runtime>);
+
+impl DbRuntime {
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.0
+            .as_ref()
+            .expect("the runtime lives until the store is dropped")
+            .block_on(future)
+    }
+}
+
+impl Drop for DbRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A block store in a PostgreSQL schema. Its calls block on a private runtime: from async code,
+/// call them inside `tokio::task::block_in_place`.
 #[derive(Debug)]
 pub struct PgStore {
-    runtime: tokio::runtime::Runtime,
+    runtime: DbRuntime,
     client: Client,
     schema: String,
 }
@@ -72,7 +96,7 @@ impl PgStore {
             Ok::<_, StoreError>(client)
         })?;
         let store = Self {
-            runtime,
+            runtime: DbRuntime(Some(runtime)),
             client,
             schema: schema.to_string(),
         };
