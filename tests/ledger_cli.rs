@@ -98,3 +98,84 @@ fn verify_fails_clearly_on_a_missing_directory() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("genesis.json"));
 }
+
+#[test]
+fn verify_reads_a_validator_data_dir_with_its_genesis_elsewhere() {
+    // A rempart-validator keeps its store in <data_dir>/store and its genesis where its
+    // configuration says.
+    let dir = tempfile::tempdir().unwrap();
+    let chain = dir.path().join("chain");
+    sample(&chain, "4");
+    let data = dir.path().join("data-2");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::rename(&chain, data.join("store")).unwrap();
+    let genesis = dir.path().join("genesis.json");
+    std::fs::rename(data.join("store/genesis.json"), &genesis).unwrap();
+    let out = rempart(&[
+        "ledger",
+        "verify",
+        "--data",
+        data.to_str().unwrap(),
+        "--genesis",
+        genesis.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["height"], 4);
+    assert_eq!(report["store"], "embedded");
+}
+
+#[test]
+fn verify_checks_a_chain_kept_in_postgresql_and_names_a_damaged_block() {
+    use settlement::store::BlockStore;
+    use settlement::store::pg::PgStore;
+
+    const PG: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+    let dir = tempfile::tempdir().unwrap();
+    sample(dir.path(), "5");
+    // The same chain, written into a PostgreSQL schema as a validator would.
+    let schema = format!("verify_cli_{}", std::process::id());
+    let file = settlement::store::file::FileStore::open_read_only(dir.path()).unwrap();
+    let genesis: settlement::membership::GenesisConfig =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("genesis.json")).unwrap())
+            .unwrap();
+    let mut replica =
+        settlement::replica::Replica::open(&genesis, PgStore::connect(PG, &schema).unwrap(), 1)
+            .unwrap();
+    for height in 1..=file.applied_height().unwrap() {
+        replica.commit(file.read(height).unwrap()).unwrap();
+    }
+    drop(replica);
+    let verify_pg = || {
+        rempart(&[
+            "ledger",
+            "verify",
+            "--data",
+            dir.path().to_str().unwrap(),
+            "--postgres",
+            PG,
+            "--schema",
+            &schema,
+        ])
+    };
+    let out = verify_pg();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["height"], 5);
+    assert_eq!(report["store"], format!("postgresql schema {schema}"));
+    let pg = PgStore::connect(PG, &schema).unwrap();
+    pg.corrupt_record_for_test(3, 120).unwrap();
+    let out = verify_pg();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("height 3"), "{stderr}");
+    pg.drop_schema().unwrap();
+}

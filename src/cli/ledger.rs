@@ -1,7 +1,9 @@
 //! `rempart ledger …` subcommands.
 //!
-//! - `verify --data DIR`: checks a validator's data directory (`genesis.json`, `blocks.log`,
-//!   `applied`), or a node's (`rempart demo`/`node`: the same files under `DIR/ledger/`): the
+//! - `verify --data DIR [--genesis FILE] [--postgres URL --schema S]`: checks a store directory
+//!   (`genesis.json`, `blocks.log`, `applied`), a `rempart-validator`'s data_dir (its store
+//!   under `store/`, the genesis given by `--genesis`), a node's (`rempart demo`/`node`: the
+//!   same files under `DIR/ledger/`), or a validator's PostgreSQL schema: the
 //!   genesis membership certificates, every block's CRC, hash link, commit certificate and
 //!   transactions root, and replays balances from genesis, checking each block's state hash
 //!   and the ledger invariants. Prints one JSON object; on failure exits non-zero with an error
@@ -25,6 +27,8 @@ use settlement::store::file::FileStore;
 
 /// Name of the genesis configuration in a data directory.
 const GENESIS_FILE: &str = "genesis.json";
+/// Where a `rempart-validator` keeps its embedded store, under its data_dir.
+const VALIDATOR_STORE_DIR: &str = "store";
 /// Largest genesis file read.
 const GENESIS_BYTES_MAX: u64 = 4 * 1024 * 1024;
 /// Most blocks `sample` writes.
@@ -35,9 +39,21 @@ const SAMPLE_BLOCKS_MAX: u64 = 10_000;
 pub enum Command {
     /// Verifies a data directory: chain, certificates, balances replayed from genesis.
     Verify {
-        /// The validator's data directory (genesis.json, blocks.log, applied).
+        /// The data directory: a store directory (genesis.json, blocks.log, applied), a
+        /// `rempart-validator`'s data_dir (its store in `store/`), or a node's (`ledger/`).
         #[arg(long)]
         data: PathBuf,
+        /// The genesis configuration, if it is not `genesis.json` in the data directory (a
+        /// `rempart-validator` keeps it where its configuration's `genesis_file` says).
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// Verify the chain a validator keeps in PostgreSQL (a libpq connection string)
+        /// instead of the embedded store; needs --schema.
+        #[arg(long, requires = "schema")]
+        postgres: Option<String>,
+        /// The validator's PostgreSQL schema.
+        #[arg(long, requires = "postgres")]
+        schema: Option<String>,
     },
     /// Writes a sample chain (test consortium, test keys) into an empty data directory.
     Sample {
@@ -74,7 +90,12 @@ pub enum Command {
 /// Runs one subcommand.
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Verify { data } => verify(&data),
+        Command::Verify {
+            data,
+            genesis,
+            postgres,
+            schema,
+        } => verify(&data, genesis.as_deref(), postgres.zip(schema)),
         Command::Sample { data, blocks } => sample(&data, blocks),
         Command::Bench {
             validators,
@@ -146,9 +167,8 @@ fn bench(
     Ok(())
 }
 
-fn read_genesis(data: &Path) -> anyhow::Result<GenesisConfig> {
-    let path = data.join(GENESIS_FILE);
-    let size = std::fs::metadata(&path)
+fn read_genesis(path: &Path) -> anyhow::Result<GenesisConfig> {
+    let size = std::fs::metadata(path)
         .with_context(|| format!("reading {}", path.display()))?
         .len();
     if size > GENESIS_BYTES_MAX {
@@ -158,26 +178,49 @@ fn read_genesis(data: &Path) -> anyhow::Result<GenesisConfig> {
         );
     }
     let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// The directory holding the ledger: `data` itself (a validator's) or `data/ledger` (a node's).
+/// The directory holding the ledger: `data` itself (a store directory), `data/ledger` (a
+/// node's) or `data/store` (a `rempart-validator`'s).
 fn ledger_dir(data: &Path) -> PathBuf {
     let node = data.join(crate::node::settle::LEDGER_DIR);
-    if !data.join(GENESIS_FILE).exists() && node.join(GENESIS_FILE).exists() {
+    let validator = data.join(VALIDATOR_STORE_DIR);
+    if data.join(GENESIS_FILE).exists() || data.join(settlement::store::file::LOG_FILE).exists() {
+        data.to_path_buf()
+    } else if node.join(GENESIS_FILE).exists() {
         node
+    } else if validator.join(settlement::store::file::LOG_FILE).exists() {
+        validator
     } else {
         data.to_path_buf()
     }
 }
 
-fn verify(data: &Path) -> anyhow::Result<()> {
+fn verify(
+    data: &Path,
+    genesis: Option<&Path>,
+    postgres: Option<(String, String)>,
+) -> anyhow::Result<()> {
     let data = &ledger_dir(data);
-    let genesis = read_genesis(data)?;
-    let store = FileStore::open_read_only(data)
-        .with_context(|| format!("opening the block store in {}", data.display()))?;
-    let report = verify_chain(&genesis, store).context("ledger verification failed")?;
+    let genesis = match genesis {
+        Some(path) => read_genesis(path)?,
+        None => read_genesis(&data.join(GENESIS_FILE))?,
+    };
+    let report = match &postgres {
+        Some((url, schema)) => {
+            let store = settlement::store::pg::PgStore::connect(url, schema)
+                .with_context(|| format!("opening the PostgreSQL block store (schema {schema})"))?;
+            verify_chain(&genesis, store)
+        }
+        None => {
+            let store = FileStore::open_read_only(data)
+                .with_context(|| format!("opening the block store in {}", data.display()))?;
+            verify_chain(&genesis, store)
+        }
+    }
+    .context("ledger verification failed")?;
     let out = serde_json::json!({
         "ok": true,
         "chain_id": genesis.chain_id,
@@ -187,6 +230,10 @@ fn verify(data: &Path) -> anyhow::Result<()> {
         "accounts": report.accounts,
         "transfers": report.transfers,
         "data": data.display().to_string(),
+        "store": match &postgres {
+            Some((_, schema)) => format!("postgresql schema {schema}"),
+            None => "embedded".to_owned(),
+        },
     });
     println!("{out}");
     Ok(())
