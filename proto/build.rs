@@ -15,6 +15,7 @@ const PROTOS: &[&str] = &[
     "rempart/v1/ledger.proto",
     "rempart/v1/admin.proto",
     "rempart/v1/diagnostics.proto",
+    "rempart/v1/validator.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -7,6 +7,8 @@
 //! - `cli::kyc`: `rempart kyc …` (provider keys and signed identity attestations).
 //! - `cli::node`: `rempart demo`, `rempart node --config FILE`.
 //! - `cli::bench_api`: `rempart bench-api` (the gRPC API benchmark).
+//! - `cli::validator`: `rempart validator --config FILE` (a consortium validator and its client
+//!   API).
 //! - `node`: the exchange node itself (engine path, gRPC API, auth, limits, metrics).
 //! - `telemetry`: logs and OpenTelemetry (OTLP) trace export.
 //!
@@ -54,6 +56,8 @@ enum Command {
     Node(cli::node::NodeArgs),
     /// Benchmarks the gRPC API against an in-process demo node; prints one JSON line.
     BenchApi(cli::bench_api::BenchArgs),
+    /// Runs one consortium ledger validator with its client API (batch submission).
+    Validator(cli::validator::ValidatorArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -66,6 +70,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => cli::node::demo(args),
         Command::Node(args) => cli::node::node(args),
         Command::BenchApi(args) => cli::bench_api::run(args),
+        Command::Validator(args) => cli::validator::run(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

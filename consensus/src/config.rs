@@ -64,6 +64,10 @@ pub struct ValidatorConfig {
     /// Propose timeout of round 0, in milliseconds (others scale from the local defaults).
     #[serde(default)]
     pub propose_timeout_ms: Option<u64>,
+    /// Where `rempart validator` serves its client API (gRPC service `rempart.v1.Validator`:
+    /// batch submission, status), e.g. `127.0.0.1:28001`; `rempart-validator` serves none.
+    #[serde(default)]
+    pub api_listen: Option<String>,
     /// Keep the chain in PostgreSQL instead of the embedded block store under `data_dir`
     /// (the WAL and evidence logs stay under `data_dir`).
     #[serde(default)]

@@ -19,6 +19,7 @@
 //! - [`node`]: one validator (engine + application loop + replica).
 //! - [`cluster`]: several validators in one process (tests, benchmark).
 //! - [`config`]: the validator binary's configuration file.
+//! - [`runner`]: a validator started from its configuration file.
 //! - [`workload`]: deterministic signed transfer batches for tests and the benchmark.
 //! - [`bench`]: the consensus benchmark (`consensus-bench`, `rempart ledger bench`).
 //! - [`misbehaviour`]: equivocation evidence and invalid-proposal records.
@@ -35,6 +36,7 @@ pub mod context;
 pub mod mempool;
 pub mod misbehaviour;
 pub mod node;
+pub mod runner;
 pub mod signing;
 pub mod stream;
 pub mod workload;

@@ -32,6 +32,9 @@ pub const MEMPOOL_ENTRIES_MAX: usize = 1_000_000;
 pub const MEMPOOL_BATCHES_MAX: usize = 100_000;
 /// Commit latencies kept for the benchmark, oldest dropped first.
 pub const LATENCY_SAMPLES_MAX: usize = 1_000_000;
+/// Ids of recently committed batches remembered (for submitters waiting on them), oldest
+/// forgotten first.
+pub const COMMITTED_IDS_MAX: usize = 200_000;
 
 /// Domain of a batch's mempool id.
 const DOMAIN_MEMPOOL_BATCH: &[u8] = b"rempart.consensus.mempool-batch.v1";
@@ -123,6 +126,9 @@ struct Inner {
     entries: usize,
     /// Batches this validator saw decided, oldest first.
     samples: Vec<CommitSample>,
+    /// Ids of the batches of recently committed blocks, and their order (bounded).
+    committed: std::collections::HashSet<Hash32>,
+    committed_order: std::collections::VecDeque<Hash32>,
 }
 
 /// A bounded, shared mempool (one per validator).
@@ -130,6 +136,8 @@ struct Inner {
 pub struct Mempool {
     inner: Mutex<Inner>,
     arrived: Notify,
+    /// Woken at every commit.
+    committed: Notify,
     entries_max: usize,
     /// Where accepted batches go to have their signatures checked ahead (bounded; a batch that
     /// does not fit is verified when its block is executed).
@@ -153,6 +161,7 @@ impl Mempool {
         Self {
             inner: Mutex::new(Inner::default()),
             arrived: Notify::new(),
+            committed: Notify::new(),
             entries_max: entries_max.min(MEMPOOL_ENTRIES_MAX),
             preverify: Mutex::new(None),
         }
@@ -330,12 +339,21 @@ impl Mempool {
     /// Drops the batches a decided block carried, recording their commit latency.
     pub fn remove_committed(&self, batches: &[Batch], committed: Instant) {
         self.remove(batches, Some(committed));
+        self.committed.notify_waiters();
     }
 
     fn remove(&self, batches: &[Batch], committed: Option<Instant>) {
         let mut inner = self.lock();
         for batch in batches {
             let id = batch_id(batch);
+            if committed.is_some() && inner.committed.insert(id) {
+                inner.committed_order.push_back(id);
+                if inner.committed_order.len() > COMMITTED_IDS_MAX
+                    && let Some(oldest) = inner.committed_order.pop_front()
+                {
+                    inner.committed.remove(&oldest);
+                }
+            }
             let Some(seq) = inner.index.remove(&id) else {
                 continue;
             };
@@ -352,6 +370,29 @@ impl Mempool {
                         entries: len,
                     });
                 }
+            }
+        }
+    }
+
+    /// True if a block carrying the batch `id` was committed here recently (the last
+    /// [`COMMITTED_IDS_MAX`] batches, since this process started).
+    pub fn is_committed(&self, id: &Hash32) -> bool {
+        self.lock().committed.contains(id)
+    }
+
+    /// Waits until the batch `id` is committed here or `wait` passes; true if committed.
+    pub async fn wait_committed(&self, id: &Hash32, wait: Duration) -> bool {
+        let end = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.committed.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a commit in between is not missed.
+            notified.as_mut().enable();
+            if self.is_committed(id) {
+                return true;
+            }
+            if tokio::time::timeout_at(end, notified).await.is_err() {
+                return self.is_committed(id);
             }
         }
     }
@@ -403,6 +444,28 @@ mod tests {
         assert!(samples[0].committed >= samples[0].submitted);
         // An oversized first batch still goes alone rather than blocking the queue.
         assert_eq!(pool.select(1), vec![batch(3, 3)]);
+    }
+
+    #[tokio::test]
+    async fn submitters_wait_for_the_commit_of_their_batch() {
+        let pool = Arc::new(Mempool::new());
+        pool.submit(batch(1, 2)).unwrap();
+        let id = batch_id(&batch(1, 2));
+        assert!(!pool.wait_committed(&id, Duration::from_millis(20)).await);
+        let waiter = {
+            let pool = Arc::clone(&pool);
+            tokio::spawn(async move { pool.wait_committed(&id, Duration::from_secs(30)).await })
+        };
+        tokio::task::yield_now().await;
+        // A block carrying it (and another batch never queued here) commits.
+        pool.remove_committed(&[batch(1, 2), batch(5, 1)], Instant::now());
+        assert!(waiter.await.unwrap());
+        assert!(pool.is_committed(&batch_id(&batch(5, 1))));
+        assert!(!pool.is_committed(&batch_id(&batch(6, 1))));
+        // Refused batches are not committed.
+        pool.submit(batch(7, 1)).unwrap();
+        pool.remove_refused(&[batch(7, 1)]);
+        assert!(!pool.is_committed(&batch_id(&batch(7, 1))));
     }
 
     #[test]

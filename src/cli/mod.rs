@@ -6,3 +6,4 @@ pub mod custody;
 pub mod kyc;
 pub mod ledger;
 pub mod node;
+pub mod validator;

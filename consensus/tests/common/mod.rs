@@ -169,6 +169,7 @@ pub fn setup(dir: &Path, transfers: u64, customize: impl Fn(usize, &mut Validato
             block_entries_max: 400,
             propose_timeout_ms: None,
             postgres: None,
+            api_listen: None,
             byzantine: None,
         };
         customize(index, &mut config);

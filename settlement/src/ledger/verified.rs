@@ -24,6 +24,7 @@ use crate::crypto::{
 };
 use crate::limits::SIGNATURE_CACHE_ENTRIES_MAX;
 
+use super::results::CreateTransferResult;
 use super::types::{Batch, Transfer, batch_signing_digest};
 
 /// One signature that verified.
@@ -201,5 +202,40 @@ impl Preverifier {
         let count = count + verified.len();
         self.cache.insert_all(verified);
         count
+    }
+
+    /// The first entry of `batch` every validator would refuse whatever the ledger's state, for
+    /// want of a valid gate approval or of any controller signature, with the ledger's result
+    /// for it: lets a validator refuse such a batch at submission, with a stable code, instead
+    /// of queueing what can never settle. `None` if there is none (or `batch` opens accounts).
+    /// The controller's key and the batch signature need the ledger's state (who controls the
+    /// debited account), so they are left to execution.
+    pub fn authority_refusal(&self, batch: &Batch) -> Option<(usize, CreateTransferResult)> {
+        let Batch::CreateTransfers {
+            entries,
+            batch_signature,
+        } = batch
+        else {
+            return None;
+        };
+        entries.iter().enumerate().find_map(|(index, entry)| {
+            let refusal = match entry.gate {
+                None => Some(CreateTransferResult::GateDecisionMissing),
+                Some(gate) => match self.gate_keys.get(&gate.gate_key) {
+                    None => Some(CreateTransferResult::GateKeyUnknown),
+                    Some(parsed) => {
+                        let message =
+                            gate_approval_message(entry.transfer.id, &entry.transfer.decision_hash);
+                        (!verify_ed25519_parsed(parsed, &message, &gate.signature))
+                            .then_some(CreateTransferResult::GateSignatureInvalid)
+                    }
+                },
+            }
+            .or_else(|| {
+                (entry.signature.is_none() && batch_signature.is_none())
+                    .then_some(CreateTransferResult::SignatureMissing)
+            });
+            refusal.map(|refusal| (index, refusal))
+        })
     }
 }
