@@ -667,7 +667,7 @@ impl Engine {
     }
 
     /// Moves `amount` of `asset` from available to held.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn hold(&mut self, ai: u32, asset: AssetId, amount: u64) {
         self.touch_balance(ai, asset);
         let b = &mut self.accounts[ai as usize].bal[asset as usize];
@@ -708,7 +708,7 @@ impl Engine {
 
     /// Lists the market for the end of this command (reference price, uncrossed check) and
     /// records its BBO before its first change in the open market-data batch.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn touch_market(&mut self, mi: u32) {
         let m = &mut self.markets[mi as usize];
         if m.touched_epoch != self.epoch {
