@@ -7,9 +7,9 @@
 //! which syncs whole batches at once (group commit). The engine's market data (depth, BBO,
 //! balances) are coalesced per batch (`Engine::apply_in_batch`, then one
 //! `Engine::flush_market_data`). The acknowledgement thread waits until a batch is durable,
-//! then updates the read model ([`Hub`]) with each command's events and then the batch's market
-//! data, publishes market data and answers the callers. So a client is answered, and the market sees a trade, only once the command
-//! that made it survives a crash.
+//! then updates the read model ([`Hub`]) with each command's events and then the batch's
+//! market data, publishes market data and answers the callers. So a client is answered, and
+//! the market sees a trade, only once the command that made it survives a crash.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
