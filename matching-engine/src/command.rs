@@ -281,9 +281,12 @@ pub enum CancelReason {
 }
 
 /// One output of the engine. A command's events come in this order: its own events (accept
-/// or reject, trades, cancels, triggers, replenishments) as they happen, then `Depth` changes
-/// sorted by (market, side, price), then `Bbo` per changed market, then `Balance` changes
-/// sorted by (account, asset).
+/// or reject, trades, cancels, triggers, replenishments) as they happen, then, with
+/// `Engine::apply`, its market data: `Depth` changes sorted by (market, side, price), then
+/// `Bbo` per changed market, then `Balance` changes sorted by (account, asset). Commands applied
+/// with `Engine::apply_in_batch` have no market data of their own; `Engine::flush_market_data`
+/// gives the batch's, coalesced (one event per changed item, its value at the flush): `Depth`
+/// and `Balance` there come in the order the batch first touched them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     /// An order passed the risk checks; `price` is the final one (after a post-only reprice,
@@ -369,7 +372,7 @@ pub enum Event {
         qty: QtyLots,
         orders: u32,
     },
-    /// Best bid and offer after the command (price 0 and qty 0 = that side is empty).
+    /// Best bid and offer after the command or batch (price 0 and qty 0 = that side is empty).
     Bbo {
         market: MarketId,
         bid_price: PriceTicks,

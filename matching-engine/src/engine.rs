@@ -1,6 +1,14 @@
 //! The engine: a deterministic state machine that applies one `Command` at a time and
 //! appends the resulting `Event`s to a caller-provided buffer.
 //!
+//! Market data (`Depth`, `Bbo`, `Balance`) are coalesced per batch of commands: between two
+//! calls of `Engine::flush_market_data`, the commands applied with `Engine::apply_in_batch`
+//! record which levels, markets and balances they touched (with their value before the
+//! batch), and the flush emits one event per item whose value changed. `Engine::apply` is a
+//! batch of one command (its market data sorted, as always). Every other event (acceptance, refusal, trade, cancel...) is
+//! appended by the command that caused it, whatever the batching, and the state never
+//! depends on where batches end.
+//!
 //! It holds the markets (books, stops, phase), the risk engine's balances (available and
 //! held per account and asset) and the order slab. Matching, auctions and stop triggers are
 //! in `matching.rs`; export, import, hashing and invariant checks in `export.rs`.
@@ -50,9 +58,9 @@ impl Hasher for IdHasher {
 
 pub(crate) type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
-/// Initial capacity of the per-command lists of touched levels and balances (they grow
-/// past it for a command that touches more, and keep that capacity).
-const TOUCHED_PRESIZE: usize = 256;
+/// Initial capacity of the per-batch lists of touched levels and balances (they grow past
+/// it for a batch that touches more, and keep that capacity).
+const TOUCHED_PRESIZE: usize = 1_024;
 
 /// Engine-wide settings that are not commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,7 +112,12 @@ pub(crate) struct Market {
     pub buy_stops: BTreeSet<(PriceTicks, OrderId)>,
     /// Sell stops by (MAX - stop price, id): the highest triggers first as the price falls.
     pub sell_stops: BTreeSet<(PriceTicks, OrderId)>,
+    /// Command (`Engine::epoch`) in which the market was last touched: it is listed for the
+    /// per-command reference price update and uncrossed check.
     pub touched_epoch: u64,
+    /// Market-data batch (`Engine::md_epoch`) in which `bbo_before` was recorded.
+    pub md_epoch: u64,
+    /// The best bid and ask (price, visible quantity) before the open batch touched them.
     pub bbo_before: [u64; 4],
 }
 
@@ -226,9 +239,14 @@ pub struct Engine {
     pub(crate) expiries: BTreeSet<(TimeUs, OrderId)>,
     /// Sum of all balances per asset (deposits minus withdrawals); bounds every balance.
     pub(crate) supply: [AmountMinor; ASSETS_MAX],
-    /// Counts commands; marks what a command touched, for coalesced market-data events.
+    /// Counts commands; marks the markets a command touched (`touched_markets`), whose
+    /// reference price and uncrossed book are settled at the end of that command.
     pub(crate) epoch: u64,
     pub(crate) touched_markets: Vec<u32>,
+    /// Counts market-data batches (starts at 1: 0 marks "never touched"); marks the levels,
+    /// balances and markets whose value before the open batch is recorded below.
+    pub(crate) md_epoch: u64,
+    pub(crate) md_markets: Vec<u32>,
     pub(crate) touched_levels: Vec<TouchedLevel>,
     pub(crate) touched_balances: Vec<TouchedBalance>,
     pub(crate) scratch: Vec<u32>,
@@ -280,6 +298,8 @@ impl Engine {
             // Sized for any ordinary command up front, so that the first sweep through a
             // few levels does not grow them in the middle of trading.
             touched_markets: Vec::with_capacity(MARKETS_MAX),
+            md_epoch: 1,
+            md_markets: Vec::with_capacity(MARKETS_MAX),
             touched_levels: Vec::with_capacity(TOUCHED_PRESIZE),
             touched_balances: Vec::with_capacity(TOUCHED_PRESIZE),
             scratch: Vec::new(),
@@ -456,16 +476,29 @@ impl Engine {
     /// [`Engine::apply`] (same state hash afterwards, `tests/model_props.rs` checks it), and
     /// the same events are appended except the market data (`Depth`, `Bbo`, `Balance`), which
     /// nobody reads during a replay and whose bookkeeping is a fair share of a command's cost.
+    /// Not to be mixed into an open market-data batch: the batch's flush would not see this
+    /// command's changes.
     pub fn apply_replay(&mut self, cmd: &Command, out: &mut Vec<Event>) {
         self.market_data = false;
-        self.apply(cmd, out);
+        self.apply_in_batch(cmd, out);
         self.market_data = true;
     }
 
-    /// Applies one command, appending its events to `out` (which is not cleared). Never
-    /// fails: a refusal is an `Event::Rejected`. Panics only if an internal invariant is
-    /// broken (fail-stop: the money path must not go on from a corrupt state).
+    /// Applies one command, appending its events to `out` (which is not cleared), then its
+    /// market data (`Depth`, `Bbo`, `Balance`, coalesced over the command): a batch of one,
+    /// i.e. [`Engine::apply_in_batch`] followed by [`Engine::flush_market_data`]. Never fails:
+    /// a refusal is an `Event::Rejected`. Panics only if an internal invariant is broken
+    /// (fail-stop: the money path must not go on from a corrupt state).
     pub fn apply(&mut self, cmd: &Command, out: &mut Vec<Event>) {
+        self.apply_in_batch(cmd, out);
+        self.emit_market_data(out, true);
+    }
+
+    /// Applies one command as part of the open market-data batch: appends every event of the
+    /// command except market data, and records what it touched; the batch's market data come
+    /// from the next [`Engine::flush_market_data`]. The state after each command, and every
+    /// event other than market data, are exactly those of [`Engine::apply`].
+    pub fn apply_in_batch(&mut self, cmd: &Command, out: &mut Vec<Event>) {
         if cmd.seq <= self.last_seq {
             out.push(reject_event(RejectCode::SeqOutOfOrder, &cmd.kind));
             return;
@@ -528,7 +561,7 @@ impl Engine {
         if let Err(code) = result {
             out.push(reject_event(code, &cmd.kind));
         }
-        self.finish(out);
+        self.end_command();
     }
 
     // ---- accounts and balances -------------------------------------------------------
@@ -553,22 +586,22 @@ impl Engine {
         Ok(ai)
     }
 
-    /// Records the balance before its first change in this command.
+    /// Records the balance before its first change in the open market-data batch.
     #[inline]
     pub(crate) fn touch_balance(&mut self, ai: u32, asset: AssetId) {
         self.touch_balances(ai, [asset, asset]);
     }
 
     /// Records two balances of one account (a trade's base and quote; the same asset twice
-    /// records it once) before their first change in this command: one epoch check for both.
+    /// records it once) before their first change in the open batch: one epoch check for both.
     #[inline(always)]
     pub(crate) fn touch_balances(&mut self, ai: u32, assets: [AssetId; 2]) {
         if !self.market_data {
             return;
         }
         let a = &mut self.accounts[ai as usize];
-        if a.touched_epoch != self.epoch {
-            a.touched_epoch = self.epoch;
+        if a.touched_epoch != self.md_epoch {
+            a.touched_epoch = self.md_epoch;
             a.touched_mask = 0;
         }
         for asset in assets {
@@ -634,7 +667,7 @@ impl Engine {
     }
 
     /// Moves `amount` of `asset` from available to held.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn hold(&mut self, ai: u32, asset: AssetId, amount: u64) {
         self.touch_balance(ai, asset);
         let b = &mut self.accounts[ai as usize].bal[asset as usize];
@@ -673,28 +706,30 @@ impl Engine {
         Ok(mi)
     }
 
-    /// Records the market's BBO before its first change in this command.
-    #[inline]
+    /// Lists the market for the end of this command (reference price, uncrossed check) and
+    /// records its BBO before its first change in the open market-data batch.
+    #[inline(always)]
     pub(crate) fn touch_market(&mut self, mi: u32) {
         let m = &mut self.markets[mi as usize];
         if m.touched_epoch != self.epoch {
             m.touched_epoch = self.epoch;
-            // Only the `Bbo` event reads it; the market is still listed for the reference
-            // price and the uncrossed check at the end of the command.
-            if self.market_data {
-                m.bbo_before = m.bbo();
-            }
             self.touched_markets.push(mi);
+            // Only the `Bbo` event reads it, so a replay records nothing.
+            if self.market_data && m.md_epoch != self.md_epoch {
+                m.md_epoch = self.md_epoch;
+                m.bbo_before = m.bbo();
+                self.md_markets.push(mi);
+            }
         }
     }
 
-    /// Records a level's aggregate before its first change in this command (call before
-    /// changing it; a level created later in the command starts from zero). Returns the
+    /// Records a level's aggregate before its first change in the open market-data batch
+    /// (call before changing it; a level created later in the batch starts from zero). Returns the
     /// level's index, if it exists, to spare the caller a second lookup. Inlined, so that a
     /// replay, which records nothing, drops the lookup where the caller ignores it.
     #[inline]
     pub(crate) fn touch_level(&mut self, mi: u32, side: Side, price: PriceTicks) -> Option<u32> {
-        let epoch = self.epoch;
+        let epoch = self.md_epoch;
         let market_data = self.market_data;
         let m = &mut self.markets[mi as usize];
         let market = m.cfg.market;
@@ -1088,12 +1123,17 @@ impl Engine {
             )
         };
         self.touch_level(mi, side, price);
-        let epoch = self.epoch;
+        let (epoch, market_data) = (self.md_epoch, self.market_data);
         let o = &mut self.orders[oi as usize];
         o.visible = if peak > 0 { peak.min(qty) } else { qty };
         let book = self.markets[mi as usize].book_mut(side);
         let li = book.level_or_insert(price);
-        book.levels[li as usize].touched_epoch = epoch;
+        // Marked as recorded (by `touch_level` just above) only where it was: a replay
+        // records nothing, and a mark without a record would hide the level from the next
+        // batch's market data.
+        if market_data {
+            book.levels[li as usize].touched_epoch = epoch;
+        }
         crate::book::push_back(book, &mut self.orders, li, oi);
         if tif == TimeInForce::Gtd {
             self.expiries.insert((exp, id));
@@ -1313,61 +1353,14 @@ impl Engine {
         }
     }
 
-    /// Appends the coalesced market-data and balance events of the command and checks the
-    /// invariants.
-    fn finish(&mut self, out: &mut Vec<Event>) {
-        let levels = &mut self.touched_levels;
-        if levels.len() > 1 {
-            // Stable, so that of a level touched twice (removed and created again within
-            // the command) the first record, holding the aggregate before the command, stays.
-            let key = |t: &TouchedLevel| (t.market, t.side as u8, t.price);
-            sort_small_by_key(levels, key);
-            levels.dedup_by_key(|t| key(t));
-        }
-        for t in levels.iter() {
-            let book = self.markets[t.mi as usize].book(t.side);
-            let (qty, count) = book.level_at(t.price).map_or((0, 0), |l| {
-                (
-                    book.levels[l as usize].visible,
-                    book.levels[l as usize].count,
-                )
-            });
-            if (qty, count) != (t.qty, t.count) {
-                out.push(Event::Depth {
-                    market: t.market,
-                    side: t.side,
-                    price: t.price,
-                    qty,
-                    orders: count,
-                });
-            }
-        }
-        levels.clear();
-
-        let markets = &mut self.touched_markets;
-        if markets.len() > 1 {
-            markets.sort_by_key(|mi| self.markets[*mi as usize].cfg.market);
-        }
-        for &mi in markets.iter() {
+    /// The end of every command: settles the reference price of each market the command
+    /// touched and checks the invariants. Per command, whatever the market-data batching: the
+    /// reference price is state.
+    fn end_command(&mut self) {
+        for &mi in &self.touched_markets {
             let m = &mut self.markets[mi as usize];
             if m.last_price != 0 {
                 m.reference_price = m.last_price;
-            }
-            let now = m.bbo();
-            // Compared word by word from registers: an array `!=` was compiled to 16-byte
-            // loads of `now` just stored as 8-byte words, a store-forwarding stall that was
-            // a fifth of `apply`'s own cycles in the profile.
-            let b = m.bbo_before;
-            let changed =
-                ((now[0] ^ b[0]) | (now[1] ^ b[1]) | (now[2] ^ b[2]) | (now[3] ^ b[3])) != 0;
-            if self.market_data && changed {
-                out.push(Event::Bbo {
-                    market: m.cfg.market,
-                    bid_price: now[0],
-                    bid_qty: now[1],
-                    ask_price: now[2],
-                    ask_qty: now[3],
-                });
             }
             // Architecture Invariant: a book in continuous trading is never crossed after a
             // command. O(1), so it runs in production too (fail-stop).
@@ -1380,11 +1373,100 @@ impl Engine {
                 m.cfg.market
             );
         }
+        self.touched_markets.clear();
+
+        if self.full_checks
+            && let Err(e) = self.check_invariants()
+        {
+            panic!("engine invariant broken: {e}");
+        }
+    }
+
+    /// Ends the open market-data batch: appends to `out` one `Depth` per level whose
+    /// (visible quantity, orders) differs from before the batch, one `Bbo` per market whose
+    /// best bid or ask changed (by market id), one `Balance` per (account, asset) whose
+    /// balance changed. Each carries the value at the flush, so that a reader who applies them
+    /// holds the engine's depth, BBO and balances as they are now, whatever the batching.
+    /// `Depth` and `Balance` come in the order the batch first touched their level or balance
+    /// (deterministic: the same commands in the same batches give the same events); sorting
+    /// them would cost more than batching saves (n log n over a batch's ~100 entries against
+    /// an insertion sort of a command's few). Starts the next batch.
+    pub fn flush_market_data(&mut self, out: &mut Vec<Event>) {
+        self.emit_market_data(out, false);
+    }
+
+    /// Appends the open batch's market data (see [`Engine::flush_market_data`]); `sorted`
+    /// puts `Depth` in (market, side, price) order and `Balance` in (account, asset) order,
+    /// as [`Engine::apply`] has always given a command's. Never inlined, so that a profile
+    /// can count it (`callgrind --toggle-collect='*Engine::emit_market_data'`).
+    #[inline(never)]
+    fn emit_market_data(&mut self, out: &mut Vec<Event>, sorted: bool) {
+        let md_epoch = self.md_epoch;
+        let levels = &mut self.touched_levels;
+        if sorted && levels.len() > 1 {
+            // Stable, so that of a level recorded twice the first record stays first.
+            sort_small_by_key(levels, |t| (t.market, t.side as u8, t.price));
+        }
+        // A level is recorded again only when it was absent at the touch (removed and created
+        // again within the batch), with a zero aggregate; its first record holds the aggregate
+        // before the batch. A level that exists now was marked by the batch (`touch_level`,
+        // `rest`): its first record unmarks it, and later records of it are skipped. Of an
+        // absent level's records only one can hold a non-zero aggregate (the one taken while
+        // it existed), so only that one emits.
+        for t in levels.iter() {
+            let book = self.markets[t.mi as usize].book_mut(t.side);
+            let now = match book.level_at(t.price) {
+                Some(li) => {
+                    let l = &mut book.levels[li as usize];
+                    if l.touched_epoch != md_epoch {
+                        continue;
+                    }
+                    l.touched_epoch = 0;
+                    (l.visible, l.count)
+                }
+                None => (0, 0),
+            };
+            if now != (t.qty, t.count) {
+                out.push(Event::Depth {
+                    market: t.market,
+                    side: t.side,
+                    price: t.price,
+                    qty: now.0,
+                    orders: now.1,
+                });
+            }
+        }
+        levels.clear();
+
+        let markets = &mut self.md_markets;
+        if markets.len() > 1 {
+            markets.sort_unstable_by_key(|mi| self.markets[*mi as usize].cfg.market);
+        }
+        for &mi in markets.iter() {
+            let m = &self.markets[mi as usize];
+            let now = m.bbo();
+            // Compared word by word from registers: an array `!=` was compiled to 16-byte
+            // loads of `now` just stored as 8-byte words, a store-forwarding stall that was
+            // a fifth of `apply`'s own cycles in the profile.
+            let b = m.bbo_before;
+            let changed =
+                ((now[0] ^ b[0]) | (now[1] ^ b[1]) | (now[2] ^ b[2]) | (now[3] ^ b[3])) != 0;
+            if changed {
+                out.push(Event::Bbo {
+                    market: m.cfg.market,
+                    bid_price: now[0],
+                    bid_qty: now[1],
+                    ask_price: now[2],
+                    ask_qty: now[3],
+                });
+            }
+        }
         markets.clear();
 
         let bals = &mut self.touched_balances;
-        if bals.len() > 1 {
-            // (account, asset) pairs are distinct (`touch_balance` records each once).
+        if sorted && bals.len() > 1 {
+            // (account, asset) pairs are distinct (`touch_balances` records each once per
+            // batch).
             sort_small_by_key(bals, |t| (t.account, t.asset));
         }
         for t in bals.iter() {
@@ -1399,12 +1481,7 @@ impl Engine {
             }
         }
         bals.clear();
-
-        if self.full_checks
-            && let Err(e) = self.check_invariants()
-        {
-            panic!("engine invariant broken: {e}");
-        }
+        self.md_epoch += 1;
     }
 }
 
@@ -1456,6 +1533,7 @@ pub(crate) fn new_market(cfg: MarketConfig) -> Market {
         buy_stops: BTreeSet::new(),
         sell_stops: BTreeSet::new(),
         touched_epoch: 0,
+        md_epoch: 0,
         bbo_before: [0; 4],
         cfg,
     }

@@ -339,7 +339,7 @@ impl Engine {
     }
 
     /// Triggers and matches stops while the last trade price reaches them.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn run_stops(&mut self, mi: u32, out: &mut Vec<Event>) {
         // Most markets have no stop waiting: checked here, inlined, before the loop.
         let m = &self.markets[mi as usize];

@@ -1,7 +1,9 @@
 //! The trading hot path does not allocate once warmed up: after every structure has grown
 //! to the size a steady workload needs (order slab, levels, per-account order lists, the
 //! order-id index's page pool, the per-command scratch lists, the caller's event buffer),
-//! passive limit orders, cancels and marketable IOC orders make no heap allocation.
+//! passive limit orders, cancels and marketable IOC orders make no heap allocation, whether
+//! each command carries its own market data (`Engine::apply`) or market data are flushed once
+//! per batch of commands (`Engine::apply_in_batch` + `Engine::flush_market_data`).
 //!
 //! A counting global allocator (this test binary only) counts the allocations made on the
 //! calling thread. Stops and GTD orders are left out: their ordered sets (`BTreeSet`)
@@ -155,8 +157,9 @@ impl Load {
     }
 }
 
-#[test]
-fn steady_trading_makes_no_heap_allocation() {
+/// Applies the workload in batches of `batch` commands (1: through `Engine::apply`) and
+/// returns the allocations made while applying the last 20 000 commands.
+fn allocations_in_steady_trading(batch: usize) -> u64 {
     let mut engine = Engine::new(EngineConfig { fee_account: 1 });
     let mut out: Vec<Event> = Vec::with_capacity(4_096);
     let mut load = Load {
@@ -187,23 +190,61 @@ fn steady_trading_makes_no_heap_allocation() {
         commands.push(load.step());
     }
     let (warm, measured) = commands.split_at(40_000);
-    let mut events = 0usize;
-    for c in warm {
+    let apply = |engine: &mut Engine, chunk: &[Command], out: &mut Vec<Event>| {
         out.clear();
-        engine.apply(c, &mut out);
+        if batch == 1 {
+            engine.apply(&chunk[0], out);
+        } else {
+            for c in chunk {
+                engine.apply_in_batch(c, out);
+            }
+            engine.flush_market_data(out);
+        }
+    };
+    let mut events = 0usize;
+    for chunk in warm.chunks(batch) {
+        apply(&mut engine, chunk, &mut out);
         events += out.len();
     }
     let before = allocs();
-    let mut trades = 0usize;
-    for c in measured {
-        out.clear();
-        engine.apply(c, &mut out);
+    let (mut trades, mut depth) = (0usize, 0usize);
+    for chunk in measured.chunks(batch) {
+        apply(&mut engine, chunk, &mut out);
         trades += out
             .iter()
             .filter(|e| matches!(e, Event::Trade { .. }))
             .count();
+        depth += out
+            .iter()
+            .filter(|e| matches!(e, Event::Depth { .. }))
+            .count();
     }
     let made = allocs() - before;
-    assert!(events > 40_000 && trades > 1_000, "the workload must trade");
-    assert_eq!(made, 0, "allocations on the warmed-up hot path");
+    assert!(
+        events > 40_000 && trades > 1_000 && depth > 1_000,
+        "the workload must trade and move the book"
+    );
+    made
+}
+
+#[test]
+fn steady_trading_makes_no_heap_allocation() {
+    assert_eq!(
+        allocations_in_steady_trading(1),
+        0,
+        "allocations on the warmed-up hot path"
+    );
+}
+
+#[test]
+fn steady_trading_in_batches_makes_no_heap_allocation() {
+    // 64: a typical journal group-commit batch (the node takes up to `ENGINE_BATCH_MAX`);
+    // 500 makes the touched lists long enough for the library sort.
+    for batch in [64, 500] {
+        assert_eq!(
+            allocations_in_steady_trading(batch),
+            0,
+            "allocations on the warmed-up hot path, batches of {batch}"
+        );
+    }
 }

@@ -4,10 +4,18 @@
 //! engine's full invariant check runs after every command, and the final state must survive
 //! export -> import with the same hash. A second engine applies the same stream with
 //! `Engine::apply_replay` (as recovery does): its events must be the first engine's minus
-//! market data, and its final state must be equal (same export, same hash).
+//! market data, and its final state must be equal (same export, same hash). A third engine
+//! replays the first third of the stream (as recovery does), then applies the rest in batches
+//! of random sizes with `Engine::apply_in_batch` and `Engine::flush_market_data`: its other
+//! events must be the first engine's, command by command, and after each flush a reader of its
+//! coalesced market data (who started from the recovered state) must hold what a reader of the
+//! per-command market data holds, which must be the engine's depth, BBO and balances.
 
 mod model;
 
+use std::collections::BTreeMap;
+
+use matching_engine::limits::L2_DEPTH_MAX;
 use matching_engine::{
     BandAction, Command, CommandKind, Engine, EngineConfig, Event, MarketConfig, NewOrder,
     OrderType, PostOnly, Side, StpMode, TimeInForce, demo_markets,
@@ -389,7 +397,165 @@ fn next_command(s: &Spec, engine: &Engine, seq: &mut u64, time: &mut u64) -> Com
     }
 }
 
-fn run(specs: &[Spec]) -> Result<(), TestCaseError> {
+fn is_market_data(e: &Event) -> bool {
+    matches!(
+        e,
+        Event::Depth { .. } | Event::Bbo { .. } | Event::Balance { .. }
+    )
+}
+
+/// What a reader of the market-data events holds: depth per (market, side, price), BBO per
+/// market, (available, held) per (account, asset). Entries at zero (empty level, empty book,
+/// zero balance) are removed, so that "never reported" and "reported zero" read the same.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct MdView {
+    depth: BTreeMap<(u32, u8, u64), (u64, u32)>,
+    bbo: BTreeMap<u32, [u64; 4]>,
+    balances: BTreeMap<(u64, u16), (u64, u64)>,
+}
+
+/// The sort key of a market-data event: kind (Depth, Bbo, Balance), then its own key.
+fn md_key(e: &Event) -> (u8, u64, u64, u64) {
+    match *e {
+        Event::Depth {
+            market,
+            side,
+            price,
+            ..
+        } => (0, u64::from(market), side as u64, price),
+        Event::Bbo { market, .. } => (1, u64::from(market), 0, 0),
+        Event::Balance { account, asset, .. } => (2, account, u64::from(asset), 0),
+        _ => (3, 0, 0, 0),
+    }
+}
+
+impl MdView {
+    /// Applies one event; returns whether it changed what the reader holds.
+    fn apply(&mut self, e: &Event) -> bool {
+        match *e {
+            Event::Depth {
+                market,
+                side,
+                price,
+                qty,
+                orders,
+            } => {
+                let key = (market, side as u8, price);
+                if qty == 0 {
+                    self.depth.remove(&key).is_some()
+                } else {
+                    self.depth.insert(key, (qty, orders)) != Some((qty, orders))
+                }
+            }
+            Event::Bbo {
+                market,
+                bid_price,
+                bid_qty,
+                ask_price,
+                ask_qty,
+            } => {
+                let now = [bid_price, bid_qty, ask_price, ask_qty];
+                let before = if now == [0; 4] {
+                    self.bbo.remove(&market)
+                } else {
+                    self.bbo.insert(market, now)
+                };
+                before.unwrap_or([0; 4]) != now
+            }
+            Event::Balance {
+                account,
+                asset,
+                available,
+                held,
+            } => {
+                let now = (available, held);
+                let before = if now == (0, 0) {
+                    self.balances.remove(&(account, asset))
+                } else {
+                    self.balances.insert((account, asset), now)
+                };
+                before.unwrap_or((0, 0)) != now
+            }
+            _ => false,
+        }
+    }
+
+    /// What a reader who starts from the engine's state (as the node's read model does after
+    /// a recovery) holds: the engine's depth, BBO and balances (every market and account of
+    /// the test).
+    fn of_engine(engine: &Engine) -> Result<MdView, TestCaseError> {
+        let mut view = MdView::default();
+        for market in engine.market_ids() {
+            let l2 = engine
+                .l2_snapshot(market, L2_DEPTH_MAX)
+                .ok_or_else(|| TestCaseError::fail("no L2"))?;
+            for (side, levels) in [(Side::Buy, &l2.bids), (Side::Sell, &l2.asks)] {
+                for l in levels {
+                    view.depth
+                        .insert((market, side as u8, l.price), (l.qty, l.orders));
+                }
+            }
+            let best =
+                |v: &[matching_engine::L2Level]| v.first().map_or((0, 0), |l| (l.price, l.qty));
+            let (bp, bq) = best(&l2.bids);
+            let (ap, aq) = best(&l2.asks);
+            if [bp, bq, ap, aq] != [0; 4] {
+                view.bbo.insert(market, [bp, bq, ap, aq]);
+            }
+        }
+        for account in (1..=ACCOUNTS).chain([FEE_ACCOUNT]) {
+            for asset in 0..4u16 {
+                let b = engine.balance(account, asset);
+                if b != (0, 0) {
+                    view.balances.insert((account, asset), b);
+                }
+            }
+        }
+        Ok(view)
+    }
+}
+
+/// Checks one flush of the batched engine: `Depth`, then `Bbo` by market, then `Balance`,
+/// each item once, each a real change for its reader; then both readers must hold the
+/// engine's state.
+fn check_flush(
+    flushed: &[Event],
+    batched_view: &mut MdView,
+    per_command_view: &MdView,
+    engine: &Engine,
+) -> Result<(), TestCaseError> {
+    for pair in flushed.windows(2) {
+        let (a, b) = (md_key(&pair[0]), md_key(&pair[1]));
+        prop_assert!(
+            a.0 <= b.0 && (a.0 != 1 || a < b),
+            "flush out of order: {:?}",
+            pair
+        );
+    }
+    let mut keys: Vec<_> = flushed.iter().map(md_key).collect();
+    keys.sort_unstable();
+    let before = keys.len();
+    keys.dedup();
+    prop_assert_eq!(
+        keys.len(),
+        before,
+        "an item twice in one flush: {:?}",
+        flushed
+    );
+    for e in flushed {
+        prop_assert!(is_market_data(e), "flush emitted {:?}", e);
+        prop_assert!(batched_view.apply(e), "flush emitted a no-op {:?}", e);
+    }
+    prop_assert_eq!(&*batched_view, per_command_view, "coalesced market data");
+    prop_assert_eq!(
+        &*batched_view,
+        &MdView::of_engine(engine)?,
+        "the engine's state"
+    );
+    Ok(())
+}
+
+fn run(specs: &[Spec], batches: &[usize]) -> Result<(), TestCaseError> {
     let mut engine = Engine::new(EngineConfig {
         fee_account: FEE_ACCOUNT,
     });
@@ -401,6 +567,18 @@ fn run(specs: &[Spec]) -> Result<(), TestCaseError> {
     });
     replayed.set_full_invariant_checks(true);
     let mut replay_out = Vec::new();
+    // The same stream in batches of the sizes in `batches` (cycled), market data flushed at
+    // each batch's end.
+    let mut batched = Engine::new(EngineConfig {
+        fee_account: FEE_ACCOUNT,
+    });
+    batched.set_full_invariant_checks(true);
+    let mut batch_sizes = batches.iter().copied().cycle();
+    let mut batch_left = batch_sizes.next().unwrap_or(1);
+    let mut batch_out = Vec::new();
+    let (mut per_command_view, mut batched_view) = (MdView::default(), MdView::default());
+    // How many commands (setup included) the batched engine replays before going live.
+    let mut replay_left = setup().len() + specs.len() / 3;
     let mut model = model::Model::new(FEE_ACCOUNT);
     let (mut seq, mut time) = (0u64, 1_000u64);
     let mut out = Vec::new();
@@ -429,20 +607,41 @@ fn run(specs: &[Spec]) -> Result<(), TestCaseError> {
         prop_assert_eq!(&out[..], &want[..], "command {:?}", cmd);
         replay_out.clear();
         replayed.apply_replay(&cmd, &mut replay_out);
-        let without_market_data: Vec<Event> = out
-            .iter()
-            .filter(|e| {
-                !matches!(
-                    e,
-                    Event::Depth { .. } | Event::Bbo { .. } | Event::Balance { .. }
-                )
-            })
-            .copied()
-            .collect();
+        let without_market_data: Vec<Event> =
+            out.iter().filter(|e| !is_market_data(e)).copied().collect();
         prop_assert_eq!(&replay_out, &without_market_data, "replay of {:?}", cmd);
+        for e in &out {
+            per_command_view.apply(e);
+        }
+        batch_out.clear();
+        if replay_left > 0 {
+            // Recovery: the batched engine replays a prefix of the stream, then its reader
+            // starts from its state and it goes on live.
+            replay_left -= 1;
+            batched.apply_replay(&cmd, &mut batch_out);
+            prop_assert_eq!(&batch_out, &without_market_data, "replayed: {:?}", cmd);
+            if replay_left == 0 {
+                batched_view = MdView::of_engine(&batched)?;
+            }
+            continue;
+        }
+        batched.apply_in_batch(&cmd, &mut batch_out);
+        prop_assert_eq!(&batch_out, &without_market_data, "in a batch: {:?}", cmd);
+        batch_left -= 1;
+        if batch_left == 0 {
+            batch_out.clear();
+            batched.flush_market_data(&mut batch_out);
+            check_flush(&batch_out, &mut batched_view, &per_command_view, &batched)?;
+            batch_left = batch_sizes.next().unwrap_or(1);
+        }
     }
+    batch_out.clear();
+    batched.flush_market_data(&mut batch_out);
+    check_flush(&batch_out, &mut batched_view, &per_command_view, &batched)?;
     prop_assert_eq!(replayed.state_hash(), engine.state_hash());
     prop_assert_eq!(replayed.export_state(), engine.export_state());
+    prop_assert_eq!(batched.state_hash(), engine.state_hash());
+    prop_assert_eq!(batched.export_state(), engine.export_state());
     let state = engine.export_state();
     let back = Engine::import_state(&state).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(back.state_hash(), engine.state_hash());
@@ -464,6 +663,7 @@ proptest! {
         market in prop_oneof![Just(1u32), Just(3u32)],
         orders in prop::collection::vec((1..=ACCOUNTS, side(), 94u64..=106, 1u64..7, prop_oneof![3 => Just(0u64), 1 => 1u64..3]), 1..40),
         after in prop::collection::vec(spec(), 0..30),
+        batches in prop::collection::vec(1usize..40, 1..6),
     ) {
         let mut specs = vec![Spec::Phase { market, op: 4 }];
         for (account, side, price, qty, peak) in orders {
@@ -474,12 +674,15 @@ proptest! {
         }
         specs.push(Spec::Phase { market, op: 7 });
         specs.extend(after);
-        run(&specs)?;
+        run(&specs, &batches)?;
     }
 
     #[test]
-    fn engine_matches_the_naive_model(specs in prop::collection::vec(spec(), 1..200)) {
-        run(&specs)?;
+    fn engine_matches_the_naive_model(
+        specs in prop::collection::vec(spec(), 1..200),
+        batches in prop::collection::vec(prop_oneof![3 => 1usize..8, 1 => 8usize..80], 1..8),
+    ) {
+        run(&specs, &batches)?;
     }
 }
 

@@ -4,10 +4,12 @@
 //! up (at most `ENGINE_BATCH_MAX`), gives each command the journal's next sequence number and
 //! the wall-clock time (never earlier than the previous command's: this is where the clock
 //! enters, at the edge), applies it to the engine and submits it to the journal writer thread,
-//! which syncs whole batches at once (group commit). The acknowledgement thread waits until a
-//! batch is durable, then updates the read model ([`Hub`]), publishes market data and answers
-//! the callers. So a client is answered, and the market sees a trade, only once the command
-//! that made it survives a crash.
+//! which syncs whole batches at once (group commit). The engine's market data (depth, BBO,
+//! balances) are coalesced per batch (`Engine::apply_in_batch`, then one
+//! `Engine::flush_market_data`). The acknowledgement thread waits until a batch is durable,
+//! then updates the read model ([`Hub`]) with each command's events and then the batch's
+//! market data, publishes market data and answers the callers. So a client is answered, and
+//! the market sees a trade, only once the command that made it survives a crash.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,6 +92,11 @@ enum Reply {
 struct AckBatch {
     ticket: Option<Ticket>,
     replies: Vec<Reply>,
+    /// The batch's market data (`Depth`, `Bbo`, `Balance`), coalesced over its commands by
+    /// `Engine::flush_market_data`, published after the commands' own events.
+    market_data: Vec<Event>,
+    /// Time of the batch's last command: the market data's time.
+    market_data_time_us: u64,
 }
 
 /// A handle on the engine path, cheap to clone into every service.
@@ -267,7 +274,8 @@ fn engine_loop(
                         kind,
                     };
                     let mut events = Vec::new();
-                    engine.apply(&cmd, &mut events);
+                    // Market data come once per batch, after the loop.
+                    engine.apply_in_batch(&cmd, &mut events);
                     match writer.submit(cmd) {
                         Ok(t) => ticket = Some(t),
                         Err(e) => {
@@ -319,10 +327,18 @@ fn engine_loop(
                 Request::Stop => stopping = true,
             }
         }
+        let mut market_data = Vec::new();
+        engine.flush_market_data(&mut market_data);
         metrics.batch_size.observe(commands as f64);
         metrics.commands.inc_by(commands);
         metrics.ack_queue_depth.inc();
-        if ack_tx.send(AckBatch { ticket, replies }).is_err() {
+        let batch = AckBatch {
+            ticket,
+            replies,
+            market_data,
+            market_data_time_us: engine.last_time_us(),
+        };
+        if ack_tx.send(batch).is_err() {
             anyhow::bail!("acknowledgement thread gone");
         }
         since_snapshot += commands;
@@ -423,6 +439,7 @@ fn ack_loop(
                     }
                 }
             }
+            hub.apply_market_data(batch.market_data_time_us, &batch.market_data);
         }
         // Durable trades go to settlement (never blocking), then the durable mark moves.
         for item in items.drain(..) {

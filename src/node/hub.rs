@@ -276,7 +276,8 @@ impl Hub {
         let _ = self.md_tx.send(ev);
     }
 
-    /// Applies one durable command's events.
+    /// Applies one durable command's events (market data among them, if it has any; the
+    /// engine thread's batches bring theirs through [`Hub::apply_market_data`]).
     pub fn apply(&mut self, cmd: &Command, events: &[Event]) {
         use pb::market_data_event::Event as E;
         let t = cmd.time_us;
@@ -415,71 +416,87 @@ impl Hub {
                         o.updated_us = t;
                     }
                 }
-                Event::Depth {
-                    market,
-                    side,
-                    price,
-                    qty,
-                    orders,
-                } => {
-                    if let Some(md) = self.markets.get_mut(&market) {
-                        let book = match side {
-                            Side::Buy => &mut md.bids,
-                            Side::Sell => &mut md.asks,
-                        };
-                        if qty == 0 {
-                            book.remove(&price);
-                        } else {
-                            book.insert(price, (qty, orders));
-                        }
-                        let level = md.level(price, qty, if qty == 0 { 0 } else { orders });
-                        self.publish(
-                            market,
-                            t,
-                            E::L2Update(pb::L2Update {
-                                side: side_pb(side) as i32,
-                                level: Some(level),
-                            }),
-                        );
-                    }
-                }
-                Event::Bbo {
-                    market,
-                    bid_price,
-                    bid_qty,
-                    ask_price,
-                    ask_qty,
-                } => {
-                    if let Some(md) = self.markets.get_mut(&market) {
-                        let price = |p: u64| {
-                            if p == 0 {
-                                String::new()
-                            } else {
-                                canonical(md.cfg.price_to_decimal(p))
-                            }
-                        };
-                        let qty = |q: u64, p: u64| {
-                            if p == 0 {
-                                String::new()
-                            } else {
-                                canonical(md.cfg.qty_to_decimal(q))
-                            }
-                        };
-                        let bbo = pb::Bbo {
-                            bid_price: price(bid_price),
-                            bid_quantity: qty(bid_qty, bid_price),
-                            ask_price: price(ask_price),
-                            ask_quantity: qty(ask_qty, ask_price),
-                        };
-                        self.publish(market, t, E::Bbo(bbo));
-                    }
-                }
+                Event::Depth { .. } | Event::Bbo { .. } => self.market_data_event(t, ev),
                 Event::Rejected { .. }
                 | Event::StopTriggered { .. }
                 | Event::IcebergReplenished { .. }
                 | Event::Balance { .. }
                 | Event::Uncrossed { .. } => {}
             }
+        }
+    }
+
+    /// Applies a batch's market data (`Engine::flush_market_data`), stamped `time_us`: the
+    /// depth kept for snapshots, and one published message per `Depth` or `Bbo`.
+    pub fn apply_market_data(&mut self, time_us: u64, events: &[Event]) {
+        for ev in events {
+            self.market_data_event(time_us, ev);
+        }
+    }
+
+    fn market_data_event(&mut self, t: u64, ev: &Event) {
+        use pb::market_data_event::Event as E;
+        match *ev {
+            Event::Depth {
+                market,
+                side,
+                price,
+                qty,
+                orders,
+            } => {
+                if let Some(md) = self.markets.get_mut(&market) {
+                    let book = match side {
+                        Side::Buy => &mut md.bids,
+                        Side::Sell => &mut md.asks,
+                    };
+                    if qty == 0 {
+                        book.remove(&price);
+                    } else {
+                        book.insert(price, (qty, orders));
+                    }
+                    let level = md.level(price, qty, if qty == 0 { 0 } else { orders });
+                    self.publish(
+                        market,
+                        t,
+                        E::L2Update(pb::L2Update {
+                            side: side_pb(side) as i32,
+                            level: Some(level),
+                        }),
+                    );
+                }
+            }
+            Event::Bbo {
+                market,
+                bid_price,
+                bid_qty,
+                ask_price,
+                ask_qty,
+            } => {
+                if let Some(md) = self.markets.get_mut(&market) {
+                    let price = |p: u64| {
+                        if p == 0 {
+                            String::new()
+                        } else {
+                            canonical(md.cfg.price_to_decimal(p))
+                        }
+                    };
+                    let qty = |q: u64, p: u64| {
+                        if p == 0 {
+                            String::new()
+                        } else {
+                            canonical(md.cfg.qty_to_decimal(q))
+                        }
+                    };
+                    let bbo = pb::Bbo {
+                        bid_price: price(bid_price),
+                        bid_quantity: qty(bid_qty, bid_price),
+                        ask_price: price(ask_price),
+                        ask_quantity: qty(ask_qty, ask_price),
+                    };
+                    self.publish(market, t, E::Bbo(bbo));
+                }
+            }
+            _ => {}
         }
     }
 

@@ -1,16 +1,23 @@
 //! Benchmark of the matching engine's full command path (risk checks and holds included) on
 //! one market, and optionally of journal replay.
 //!
-//! `matching-bench --ops 1000000 --resting 10000 --seed 42 [--replay 10000000]` pre-funds the
-//! accounts with deposit commands, pre-fills `resting` passive orders, then applies a seeded
-//! stream of `ops` commands (60 % passive limit adds, 30 % cancels of random earlier orders,
-//! live or already filled, 10 % marketable IOC orders taking a few resting orders each), generated before timing. It prints one
-//! JSON line: throughput from an untimed-per-op pass, latency percentiles from a second pass
-//! on a fresh engine timing each command with `Instant`. With `--replay N` it also journals N
-//! commands to a temporary directory and measures replay as recovery does it (read, checksum,
-//! decode, `Engine::apply_replay`, which skips market data); an "event" in the replay
-//! figures is one journal record, i.e. one command. `replay_full_apply_events_per_sec` is the
-//! same replay through `Engine::apply`, market data included, for comparison.
+//! `matching-bench --ops 1000000 --resting 10000 --seed 42 [--batch 64] [--replay 10000000]`
+//! pre-funds the accounts with deposit commands, pre-fills `resting` passive orders, then
+//! applies a seeded stream of `ops` commands (60 % passive limit adds, 30 % cancels of random
+//! earlier orders, live or already filled, 10 % marketable IOC orders taking a few resting
+//! orders each), generated before timing. It prints one JSON line: throughput from an
+//! untimed-per-op pass, latency percentiles from a second pass on a fresh engine timing each
+//! command with `Instant`. Commands are applied in batches of `--batch` (default
+//! `BATCH_DEFAULT`) with `Engine::apply_in_batch`, market data flushed once per batch
+//! (`Engine::flush_market_data`), as the node does per journal batch; `--batch 1` applies each
+//! command with `Engine::apply` (market data per command, as before `--batch` existed). In the
+//! latency pass a command's figure is its own `apply_in_batch` time plus an equal share of its
+//! batch's flush (the flush time divided by the batch length); the flushes' own percentiles
+//! are printed too (`flush_*_ns`). With `--replay N` it also journals N commands to a
+//! temporary directory and measures replay as recovery does it (read, checksum, decode,
+//! `Engine::apply_replay`, which skips market data); an "event" in the replay figures is one
+//! journal record, i.e. one command. `replay_full_apply_events_per_sec` is the same replay
+//! through `Engine::apply`, market data included, for comparison.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -26,6 +33,13 @@ use matching_engine::{
     OrderType, PostOnly, Side, StpMode, TimeInForce, demo_markets,
 };
 
+/// Default commands per market-data batch (`--batch`). The node applies what has queued up
+/// for its engine thread as one journal group-commit batch (at most `ENGINE_BATCH_MAX`, 4 096,
+/// in `src/node/limits.rs`) and flushes market data once per batch; 64 is a modest batch for
+/// a busy node (see BENCHMARKS.md).
+const BATCH_DEFAULT: u64 = 64;
+/// Largest `--batch` accepted (the node's `ENGINE_BATCH_MAX`).
+const BATCH_MAX: u64 = 4_096;
 /// Default number of trading accounts (`--accounts`).
 const ACCOUNTS_DEFAULT: u64 = 1_000;
 /// Commands generated at a time while writing the replay journal.
@@ -287,6 +301,7 @@ struct Args {
     seed: u64,
     replay: u64,
     accounts: u64,
+    batch: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -296,6 +311,7 @@ fn parse_args() -> Result<Args, String> {
         seed: 42,
         replay: 0,
         accounts: ACCOUNTS_DEFAULT,
+        batch: BATCH_DEFAULT,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -309,9 +325,10 @@ fn parse_args() -> Result<Args, String> {
             "--seed" => args.seed = n,
             "--replay" => args.replay = n,
             "--accounts" => args.accounts = n,
+            "--batch" => args.batch = n,
             _ => {
                 return Err(format!(
-                    "unknown flag {flag} (--ops, --resting, --seed, --replay, --accounts)"
+                    "unknown flag {flag} (--ops, --resting, --seed, --replay, --accounts, --batch)"
                 ));
             }
         }
@@ -321,6 +338,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if args.accounts == 0 || args.accounts > ACCOUNTS_MAX {
         return Err(format!("--accounts must be in 1..={ACCOUNTS_MAX}"));
+    }
+    if args.batch == 0 || args.batch > BATCH_MAX {
+        return Err(format!("--batch must be in 1..={BATCH_MAX}"));
     }
     if args.resting > OPS_MAX || args.replay > REPLAY_MAX {
         return Err("--resting or --replay too large".into());
@@ -370,17 +390,30 @@ fn main() -> Result<(), String> {
     drop(w);
 
     // Pass 1: throughput, no per-command clock.
+    let batch = args.batch as usize;
     let mut engine = fresh_engine(&setup, args.resting);
-    let mut out = Vec::with_capacity(1024);
+    let mut out = Vec::with_capacity(1024 + 8 * batch);
     let mut events = 0u64;
     let mut rejects = 0u64;
     let cpu_before = thread_cpu_ns();
     let start = Instant::now();
-    for cmd in &ops {
-        engine.apply(cmd, &mut out);
-        events += out.len() as u64;
-        rejects += count_rejects(&out);
-        out.clear();
+    if batch == 1 {
+        for cmd in &ops {
+            engine.apply(cmd, &mut out);
+            events += out.len() as u64;
+            rejects += count_rejects(&out);
+            out.clear();
+        }
+    } else {
+        for chunk in ops.chunks(batch) {
+            for cmd in chunk {
+                engine.apply_in_batch(cmd, &mut out);
+            }
+            engine.flush_market_data(&mut out);
+            events += out.len() as u64;
+            rejects += count_rejects(&out);
+            out.clear();
+        }
     }
     let elapsed = start.elapsed();
     let cpu_ns = cpu_before.zip(thread_cpu_ns()).map(|(a, b)| b - a);
@@ -390,6 +423,7 @@ fn main() -> Result<(), String> {
     // Pass 2: latency of each command on a fresh engine fed the same stream.
     let mut engine = fresh_engine(&setup, args.resting);
     let mut lat_ns: Vec<u32> = Vec::with_capacity(ops.len());
+    let mut flush_ns: Vec<u32> = Vec::with_capacity(ops.len() / batch + 1);
     let mut reject_codes = [0u64; 64];
     let clock_overhead = {
         let t = Instant::now();
@@ -398,34 +432,64 @@ fn main() -> Result<(), String> {
         }
         t.elapsed().as_nanos() / 1000
     };
-    for cmd in &ops {
-        let t = Instant::now();
-        engine.apply(cmd, &mut out);
-        let dt = t.elapsed();
+    let ns = |d: Duration| d.as_nanos().min(u32::MAX as u128) as u32;
+    for chunk in ops.chunks(batch) {
+        let first = lat_ns.len();
+        for cmd in chunk {
+            let t = Instant::now();
+            if batch == 1 {
+                engine.apply(cmd, &mut out);
+            } else {
+                engine.apply_in_batch(cmd, &mut out);
+            }
+            lat_ns.push(ns(t.elapsed()));
+        }
+        if batch > 1 {
+            let t = Instant::now();
+            engine.flush_market_data(&mut out);
+            let flush = ns(t.elapsed());
+            flush_ns.push(flush);
+            // Each command of the batch carries an equal share of the flush.
+            let share = flush / chunk.len() as u32;
+            for l in &mut lat_ns[first..] {
+                *l = l.saturating_add(share);
+            }
+        }
         for e in &out {
             if let Event::Rejected { code, .. } = e {
                 reject_codes[code.code() as usize % reject_codes.len()] += 1;
             }
         }
         out.clear();
-        lat_ns.push(dt.as_nanos().min(u32::MAX as u128) as u32);
     }
     drop(engine);
     lat_ns.sort_unstable();
+    flush_ns.sort_unstable();
+    let flush_pct = |p: f64| {
+        if flush_ns.is_empty() {
+            0
+        } else {
+            percentile(&flush_ns, p)
+        }
+    };
 
     let ops_per_sec = args.ops as f64 / elapsed.as_secs_f64();
     let mut line = format!(
-        "{{\"ops\":{},\"resting\":{},\"accounts\":{},\"seed\":{},\"ops_per_sec\":{:.0},\"ops_per_cpu_sec\":{:.0},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{},\"clock_overhead_ns\":{},\"events_per_op\":{:.2},\"rejects\":{},\"expected_rejects\":{},\"open_orders_after\":{}",
+        "{{\"ops\":{},\"resting\":{},\"accounts\":{},\"seed\":{},\"batch\":{},\"ops_per_sec\":{:.0},\"ops_per_cpu_sec\":{:.0},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{},\"flush_p50_ns\":{},\"flush_p99_ns\":{},\"flush_max_ns\":{},\"clock_overhead_ns\":{},\"events_per_op\":{:.2},\"rejects\":{},\"expected_rejects\":{},\"open_orders_after\":{}",
         args.ops,
         args.resting,
         args.accounts,
         args.seed,
+        args.batch,
         ops_per_sec,
         cpu_ns.map_or(0.0, |ns| args.ops as f64 / (ns as f64 / 1e9)),
         percentile(&lat_ns, 0.50),
         percentile(&lat_ns, 0.99),
         percentile(&lat_ns, 0.999),
         lat_ns.last().copied().unwrap_or(0),
+        flush_pct(0.50),
+        flush_pct(0.99),
+        flush_ns.last().copied().unwrap_or(0),
         clock_overhead,
         events as f64 / args.ops as f64,
         rejects,
