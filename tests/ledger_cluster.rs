@@ -210,6 +210,24 @@ fn submitted_transfers_settle_once_everywhere_through_repeated_sigkills() {
         // Accounts first: a transfer on an account not yet open would fail for good.
         submit_until_committed(&api, &encode(&open_accounts)).await;
 
+        // Generic tools work: gRPC health for the service.
+        let channel = Channel::from_shared(format!("http://{}", api[0]))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let health = tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "rempart.v1.Validator".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            health.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+
         // Bad input, each with its stable code.
         let mut c = client(&api[0]).await.unwrap();
         let refused = |r: Result<tonic::Response<pb::SubmitBatchResponse>, tonic::Status>| {

@@ -648,7 +648,7 @@ async fn list_services(ch: Channel, v1: bool) -> Vec<String> {
 }
 
 #[test]
-fn node_config_refuses_what_is_not_wired_at_start() {
+fn node_config_refuses_bad_settings_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("node.toml");
     std::fs::write(
@@ -667,7 +667,7 @@ fn node_config_refuses_what_is_not_wired_at_start() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("validator") && stderr.contains("not wired"),
+        stderr.contains("validator") && stderr.contains("validator_config"),
         "{stderr}"
     );
     let out = Command::new(env!("CARGO_BIN_EXE_rempart"))

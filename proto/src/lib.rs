@@ -23,7 +23,15 @@ pub mod v1 {
 /// The encoded `FileDescriptorSet` of every `rempart.v1` file, for `tonic-reflection`.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("rempart_v1_descriptor");
 
-/// The services this crate defines, by fully qualified name (for health checks and tests).
+/// The encoded `FileDescriptorSet` of the validator's client API (`rempart validator`).
+pub const VALIDATOR_FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("rempart_v1_validator_descriptor");
+
+/// The services of the validator's client API (`rempart validator`).
+pub const VALIDATOR_SERVICE_NAMES: &[&str] = &["rempart.v1.Validator"];
+
+/// The services the exchange node serves, by fully qualified name (for health checks and
+/// tests).
 pub const SERVICE_NAMES: &[&str] = &[
     "rempart.v1.Trading",
     "rempart.v1.MarketData",
@@ -40,9 +48,8 @@ mod tests {
     use super::*;
     use prost::Message;
 
-    #[test]
-    fn descriptor_set_names_every_service() {
-        let set = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).expect("decodes");
+    fn services(descriptor_set: &[u8]) -> Vec<String> {
+        let set = prost_types::FileDescriptorSet::decode(descriptor_set).expect("decodes");
         let mut names = Vec::new();
         for file in &set.file {
             for service in &file.service {
@@ -50,9 +57,19 @@ mod tests {
             }
         }
         names.sort();
+        names
+    }
+
+    #[test]
+    fn descriptor_sets_name_every_service_of_their_server() {
         let mut expected: Vec<String> = SERVICE_NAMES.iter().map(|s| s.to_string()).collect();
         expected.sort();
-        assert_eq!(names, expected);
+        assert_eq!(services(FILE_DESCRIPTOR_SET), expected);
+        let validator: Vec<String> = VALIDATOR_SERVICE_NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(services(VALIDATOR_FILE_DESCRIPTOR_SET), validator);
     }
 
     #[test]

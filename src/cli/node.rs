@@ -103,6 +103,10 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
 pub fn node(args: NodeArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.config)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
-    let options = node::config::load(&text, &|k| std::env::var(k).ok())?;
-    serve(options)
+    match node::config::load_launch(&text, &|k| std::env::var(k).ok())? {
+        node::config::Launch::Gateway(options) => serve(*options),
+        node::config::Launch::Validator(config) => {
+            crate::cli::validator::run(crate::cli::validator::ValidatorArgs { config })
+        }
+    }
 }

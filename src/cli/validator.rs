@@ -245,8 +245,25 @@ pub fn run(args: ValidatorArgs) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("api_listen {addr}"))?;
+            // Health and reflection (v1 and v1alpha), so generic gRPC tools work unaided.
+            let (health_reporter, health) = tonic_health::server::health_reporter();
+            for name in rempart_proto::VALIDATOR_SERVICE_NAMES {
+                health_reporter
+                    .set_service_status(*name, tonic_health::ServingStatus::Serving)
+                    .await;
+            }
+            let reflection = || {
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(
+                        rempart_proto::VALIDATOR_FILE_DESCRIPTOR_SET,
+                    )
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            };
             let server = tonic::transport::Server::builder()
                 .concurrency_limit_per_connection(CONNECTION_CONCURRENCY_MAX)
+                .add_service(health)
+                .add_service(reflection().build_v1()?)
+                .add_service(reflection().build_v1alpha()?)
                 .add_service(
                     pb::validator_server::ValidatorServer::new(svc)
                         .max_decoding_message_size(BATCH_BYTES_MAX + 1024),

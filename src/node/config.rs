@@ -14,8 +14,11 @@ use super::{NodeOptions, TlsFiles};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// "gateway" or "validator".
+    /// "gateway" (default) or "validator".
     pub role: Option<String>,
+    /// For role "validator": the validator's JSON configuration (docs/consensus.md); the node
+    /// then runs `rempart validator --config` on it. Relative to the working directory.
+    pub validator_config: Option<PathBuf>,
     /// gRPC listen address.
     pub listen: Option<String>,
     /// Prometheus listen address.
@@ -52,7 +55,52 @@ pub struct LimitsConfig {
     pub orders_per_second_per_account: Option<u32>,
 }
 
-/// Reads, overrides from `env` (name → value) and validates a configuration.
+/// What `rempart node --config` runs.
+#[derive(Debug)]
+pub enum Launch {
+    /// The exchange gateway.
+    Gateway(Box<NodeOptions>),
+    /// A consortium validator, from its JSON configuration.
+    Validator(PathBuf),
+}
+
+/// Reads a configuration and decides which role it runs; see [`load`] for the gateway's.
+pub fn load_launch(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Launch> {
+    let c: FileConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let role = env("REMPART_ROLE").or(c.role.clone());
+    if role.as_deref() != Some("validator") {
+        return load(text, env).map(|options| Launch::Gateway(Box::new(options)));
+    }
+    let config = env("REMPART_VALIDATOR_CONFIG")
+        .map(PathBuf::from)
+        .or(c.validator_config.clone())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "role \"validator\" needs validator_config: the validator's JSON configuration \
+                 (docs/consensus.md)"
+            )
+        })?;
+    // The gateway's keys mean nothing to a validator: refused rather than ignored.
+    let gateway_only = [
+        ("listen", c.listen.is_some()),
+        ("metrics_listen", c.metrics_listen.is_some()),
+        ("postgres_url", c.postgres_url.is_some()),
+        ("pkcs11_module", c.pkcs11_module.is_some()),
+        ("tls", c.tls.is_some()),
+        ("limits", c.limits.is_some()),
+    ];
+    if let Some((key, _)) = gateway_only.iter().find(|(_, set)| *set) {
+        anyhow::bail!(
+            "{key} is a gateway setting; a validator takes its settings from validator_config"
+        );
+    }
+    if !config.is_file() {
+        anyhow::bail!("validator_config {} does not exist", config.display());
+    }
+    Ok(Launch::Validator(config))
+}
+
+/// Reads, overrides from `env` (name → value) and validates a gateway configuration.
 pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<NodeOptions> {
     let mut c: FileConfig =
         toml::from_str(text).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
@@ -94,11 +142,13 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<
     let role = c.role.as_deref().unwrap_or("gateway");
     match role {
         "gateway" => {}
-        "validator" => anyhow::bail!(
-            "role \"validator\" is not wired in this build: consensus and ledger replication are \
-             not connected to the node yet; run role = \"gateway\""
-        ),
+        "validator" => anyhow::bail!("role \"validator\" is launched by load_launch"),
         other => anyhow::bail!("role must be \"gateway\" or \"validator\", not {other:?}"),
+    }
+    if c.validator_config.is_some() {
+        anyhow::bail!(
+            "validator_config is for role \"validator\"; this configuration runs a gateway"
+        );
     }
     if let Some(url) = &c.postgres_url
         && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
@@ -222,9 +272,38 @@ mod tests {
     }
 
     #[test]
+    fn a_validator_role_runs_the_validator_config_and_refuses_gateway_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("validator.json");
+        std::fs::write(&json, "{}").unwrap();
+        let text = format!(
+            "role = \"validator\"\nvalidator_config = \"{}\"\n",
+            json.display()
+        );
+        match load_launch(&text, &no_env).unwrap() {
+            Launch::Validator(path) => assert_eq!(path, json),
+            Launch::Gateway(_) => panic!("a validator config launched a gateway"),
+        }
+        let err = |text: &str| load_launch(text, &no_env).unwrap_err().to_string();
+        assert!(err("role = \"validator\"").contains("validator_config"));
+        assert!(err(&format!("{text}listen = \"127.0.0.1:1\"\n")).contains("gateway setting"));
+        assert!(
+            err("role = \"validator\"\nvalidator_config = \"/nonexistent.json\"")
+                .contains("does not exist")
+        );
+        // The environment picks the role too.
+        let env = |k: &str| (k == "REMPART_ROLE").then(|| "gateway".to_string());
+        let refused = load_launch(&format!("{text}data_dir = \"/x\"\n"), &env).unwrap_err();
+        assert!(refused.to_string().contains("runs a gateway"), "{refused}");
+        assert!(matches!(
+            load_launch("data_dir = \"/x\"", &no_env).unwrap(),
+            Launch::Gateway(_)
+        ));
+    }
+
+    #[test]
     fn what_is_not_wired_fails_clearly() {
         let cases = [
-            ("role = \"validator\"\ndata_dir = \"/x\"", "not wired"),
             ("role = \"miner\"\ndata_dir = \"/x\"", "gateway"),
             (
                 "data_dir = \"/x\"\npostgres_url = \"mysql://h\"",
