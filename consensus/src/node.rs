@@ -823,16 +823,18 @@ impl<S: BlockStore> App<S> {
         &mut self,
         proposer: ValidatorId,
         timestamp: u64,
-        mut batches: Vec<Batch>,
+        batches: Vec<Batch>,
         keep_unauthorised: bool,
     ) -> Result<Block, ReplicaError> {
-        let (block, outcome) =
-            self.replica
-                .propose_staged_with_outcome(proposer, timestamp, batches.clone())?;
+        let (block, outcome) = self
+            .replica
+            .propose_staged_with_outcome(proposer, timestamp, batches)?;
         let refusals = outcome.authority_refusals();
         if refusals.is_empty() || keep_unauthorised {
             return Ok(block);
         }
+        // The block is dropped; its batches are rebuilt without the refused ones.
+        let mut batches = block.batches;
         let mut refused: Vec<usize> = refusals.iter().map(|(batch, _, _)| *batch).collect();
         refused.dedup();
         let mut dropped = Vec::with_capacity(refused.len());

@@ -3,6 +3,7 @@
 //! the same chain and every transfer settled exactly once.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rempart_consensus::bench::compare_chains;
@@ -14,6 +15,8 @@ use settlement::store::BlockStore;
 use settlement::store::file::FileStore;
 
 const VALIDATORS: usize = 4;
+/// The id of a transfer submitted without its gate approval.
+const UNGATED_ID: u128 = 9_999;
 /// Generous: debug builds on a loaded CI machine. The wait ends as soon as the condition holds.
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -50,10 +53,16 @@ async fn four_validators_settle_every_transfer_once_through_a_crash_and_catch_up
     let batches = workload.batches(3_000, 100);
     let (first, second) = batches.split_at(16);
 
-    // Phase 1: all four validators.
+    // Phase 1: all four validators. Among the batches, one whose transfer lost its gate
+    // approval: honest proposers leave it out of their blocks and drop it from the mempool.
+    let mut ungated = workload.transfers(UNGATED_ID, 1);
+    if let Batch::CreateTransfers { entries, .. } = &mut ungated {
+        entries[0].gate = None;
+    }
     for batch in first {
         cluster.submit(batch).unwrap();
     }
+    cluster.submit(&ungated).unwrap();
     let settled_first = 15 * 100;
     assert!(
         cluster
@@ -90,6 +99,19 @@ async fn four_validators_settle_every_transfer_once_through_a_crash_and_catch_up
         "validator 4 did not catch up: {:?}",
         heights(&cluster.statuses())
     );
+    let metric = |name: fn(&rempart_consensus::node::NodeMetrics) -> u64| -> u64 {
+        (0..VALIDATORS)
+            .filter_map(|i| cluster.metrics(i))
+            .map(|m| name(m))
+            .sum()
+    };
+    let left_out = metric(|m| m.unauthorised_batches.load(Ordering::Relaxed));
+    assert!(left_out >= 1, "no proposer left the ungated batch out");
+    assert_eq!(
+        metric(|m| m.invalid_proposals.load(Ordering::Relaxed)),
+        0,
+        "an honest validator's proposal was refused"
+    );
     cluster.stop_all().await;
 
     // Every validator stored the same chain up to the common height...
@@ -107,6 +129,7 @@ async fn four_validators_settle_every_transfer_once_through_a_crash_and_catch_up
         for id in 1..=3_000u128 {
             assert!(replica.ledger().transfer(id).is_some(), "transfer {id}");
         }
+        assert!(replica.ledger().transfer(UNGATED_ID).is_none());
         replica.ledger().check_invariants_full().unwrap();
     }
     let store = FileStore::open_read_only(&cluster.store_dir(0)).unwrap();
