@@ -217,6 +217,7 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
             compliance: compliance.clone(),
             metrics: metrics.clone(),
             runtime: tokio::runtime::Handle::current(),
+            demo: options.demo,
         },
         feed_rx,
     )?;

@@ -594,16 +594,24 @@ struct Keys {
     custodian: [u8; 33],
 }
 
-fn keystore_passphrase() -> SecretBytes {
-    match std::env::var(PASSPHRASE_ENV) {
-        Ok(v) if !v.is_empty() => SecretBytes::new(v.into_bytes()),
-        _ => {
+/// The ledger key store's passphrase from `env`: a demo node falls back to the public demo
+/// passphrase (with a warning); any other node refuses to start without one.
+fn keystore_passphrase(
+    demo: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<SecretBytes> {
+    match env(PASSPHRASE_ENV) {
+        Some(v) if !v.is_empty() => Ok(SecretBytes::new(v.into_bytes())),
+        _ if demo => {
             tracing::warn!(
                 "{PASSPHRASE_ENV} is unset: the ledger key store uses the built-in demo \
                  passphrase (NOT FOR PRODUCTION)"
             );
-            SecretBytes::new(DEMO_PASSPHRASE.to_vec())
+            Ok(SecretBytes::new(DEMO_PASSPHRASE.to_vec()))
         }
+        _ => anyhow::bail!(
+            "{PASSPHRASE_ENV} must be set: it protects the ledger's custodian and validator keys"
+        ),
     }
 }
 
@@ -707,6 +715,8 @@ pub struct LedgerOptions {
     pub metrics: Metrics,
     /// Runtime the gate's futures run on.
     pub runtime: tokio::runtime::Handle,
+    /// A demo node may keep its ledger keys under the public demo passphrase.
+    pub demo: bool,
 }
 
 impl LedgerHub {
@@ -718,7 +728,7 @@ impl LedgerHub {
             .map_err(|e| anyhow::anyhow!("ledger dir {}: {e}", dir.display()))?;
         let store: Arc<dyn KeyStore> = Arc::new(hsm::software::SoftwareKeyStore::open(
             dir.join(KEYS_DIR),
-            &keystore_passphrase(),
+            &keystore_passphrase(options.demo, &|name| std::env::var(name).ok())?,
         )?);
         let gate_key = options.compliance.gate_public_key();
         let genesis = genesis(&dir, store.as_ref(), gate_key)?;
@@ -1951,6 +1961,24 @@ impl pb::ledger_server::Ledger for LedgerSvc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_demo_node_keeps_ledger_keys_under_the_demo_passphrase() {
+        let unset = |_: &str| None;
+        let empty = |_: &str| Some(String::new());
+        let set = |name: &str| (name == PASSPHRASE_ENV).then(|| "operator secret".to_string());
+        let err = keystore_passphrase(false, &unset).unwrap_err().to_string();
+        assert!(err.contains(PASSPHRASE_ENV), "{err}");
+        assert!(keystore_passphrase(false, &empty).is_err());
+        assert_eq!(
+            keystore_passphrase(false, &set).unwrap().expose(),
+            b"operator secret"
+        );
+        assert_eq!(
+            keystore_passphrase(true, &unset).unwrap().expose(),
+            DEMO_PASSPHRASE
+        );
+    }
 
     #[test]
     fn ids_keep_kind_account_and_asset_apart() {
