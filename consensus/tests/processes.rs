@@ -73,6 +73,26 @@ fn validators_survive_sigkill_of_a_validator_and_of_the_proposer() {
     .unwrap();
     assert_eq!(replica.ledger().transfer_count() as u64, TRANSFERS);
     replica.ledger().check_invariants_full().unwrap();
+    drop((replica, stores));
+
+    // A byte flipped inside block 2 of validator 1's store: it refuses to start and names the
+    // block. (blocks.log: an 8-byte file header, then records of an 8-byte header — length,
+    // CRC32C — and the block.)
+    let path = dir.path().join("data-1/store/blocks.log");
+    let mut log = std::fs::read(&path).unwrap();
+    let mut offset = 8;
+    let len = u32::from_le_bytes(log[offset..offset + 4].try_into().unwrap()) as usize;
+    offset += 8 + len;
+    log[offset + 8 + 40] ^= 0x20;
+    std::fs::write(&path, &log).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rempart-validator"))
+        .arg("--config")
+        .arg(net.config_path(0))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started on a corrupt store");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("height 2"), "{stderr}");
 }
 
 const PG: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
