@@ -58,6 +58,9 @@ pub const QUEUE_DEPTH_MAX: usize = 1024 * 1024;
 /// Most segment files in one journal directory that a reader accepts.
 pub const SEGMENTS_MAX: usize = 100_000;
 
+/// Times a read-only reader reads a last segment that looks corrupt again before reporting it
+/// (a writer may be copying a batch into it; see `scan_dir`).
+pub const LIVE_REREADS_MAX: usize = 3;
 /// Bytes of zeros written per call when a segment file is zero-filled (one reused buffer).
 pub const ZERO_FILL_CHUNK_BYTES: usize = 1024 * 1024;
 
@@ -376,6 +379,14 @@ impl<'a> SegmentRecords<'a> {
         })
     }
 
+    /// Continues a reading of the same segment, read again, from the position and sequence
+    /// number an earlier pass had reached.
+    fn resumed_at(mut self, pos: usize, next_seq: u64) -> Self {
+        self.pos = pos.min(self.bytes.len());
+        self.next_seq = next_seq;
+        self
+    }
+
     /// Sequence number the next record must carry.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
@@ -644,17 +655,55 @@ fn scan_dir(
             end.last_seq = segments[i + 1].0 - 1;
             continue;
         }
-        let mut records = SegmentRecords::new(bytes, path, is_last)?;
-        for record in records.by_ref() {
-            let record = record?;
-            if record.seq > after_seq {
-                on_record(record.seq, record.payload)?;
-                end.replayed += 1;
+        // A read-only reader may run beside a live writer (the node's settlement catch-up does),
+        // and can see the batch being copied into the page cache with holes: zeros before bytes
+        // already copied, i.e. a zero gap or a damaged record followed by a valid one. An
+        // appended file never showed that (its size grows behind the copy); a preallocated one
+        // can. So a read-only reader whose last segment looks corrupt reads it again and goes
+        // on from where it stopped, a bounded number of times: by then a write in progress has
+        // finished, while real damage is still there and is reported.
+        let mut resume: Option<(usize, u64)> = None;
+        let mut rereads = 0;
+        let (next_seq, segment_end, valid_len) = loop {
+            let mut records = SegmentRecords::new(&buf, path, is_last)?;
+            if let Some((pos, seq)) = resume {
+                records = records.resumed_at(pos, seq);
             }
-        }
-        end.last_seq = records.next_seq() - 1;
-        expect_first = Some(records.next_seq());
-        if let Some(SegmentEnd::Torn { offset, what }) = records.end() {
+            let mut failure = None;
+            for record in records.by_ref() {
+                match record {
+                    Ok(record) => {
+                        if record.seq > after_seq {
+                            on_record(record.seq, record.payload)?;
+                            end.replayed += 1;
+                        }
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            match failure {
+                None => {
+                    break (
+                        records.next_seq(),
+                        records.end().cloned(),
+                        records.valid_len(),
+                    );
+                }
+                Some(_) if is_last && mode == Mode::ReadOnly && rereads < LIVE_REREADS_MAX => {
+                    resume = Some((records.valid_len() as usize, records.next_seq()));
+                    rereads += 1;
+                    read_segment(path, &mut buf)?;
+                }
+                Some(e) => return Err(e),
+            }
+        };
+        let bytes = &buf[..];
+        end.last_seq = next_seq - 1;
+        expect_first = Some(next_seq);
+        if let Some(SegmentEnd::Torn { offset, what }) = &segment_end {
             end.torn = Some((path.clone(), *offset, what));
             if mode == Mode::Repair {
                 // Cut the tail by zeroing it, not by shrinking the file: the segment keeps its
@@ -670,7 +719,7 @@ fn scan_dir(
             }
         }
         if is_last {
-            last = Some((*name_seq, path.clone(), records.valid_len()));
+            last = Some((*name_seq, path.clone(), valid_len));
         }
     }
     Ok(Scan { end, last })

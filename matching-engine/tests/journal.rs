@@ -266,6 +266,47 @@ fn a_valid_record_after_a_zero_gap_is_corruption_at_the_gap() {
 }
 
 #[test]
+fn a_reader_beside_a_writer_reads_again_past_a_batch_seen_with_a_hole() {
+    // What a read-only reader can see while a batch is being copied into the page cache:
+    // records 1..=10, then zeros where record 11 is still to be copied, then record 12 already
+    // there. Read once, that is corruption; the writer finishes the copy (here: the callback
+    // writes record 11 when it is handed record 10), and the reader, reading again from where
+    // it stopped, gets both records.
+    let dir = tempfile::tempdir().unwrap();
+    write_n(dir.path(), 10, 10);
+    let mut r11 = Vec::new();
+    journal::encode_record(&mut r11, 11, &payload(11)).unwrap();
+    let mut r12 = Vec::new();
+    journal::encode_record(&mut r12, 12, &payload(12)).unwrap();
+    let (seg, used) = put_after_gap(dir.path(), r11.len(), &r12);
+    let mut got = Vec::new();
+    let end = journal::read_dir(dir.path(), 0, |seq, _| {
+        got.push(seq);
+        if seq == 10 {
+            let mut bytes = fs::read(&seg).unwrap();
+            bytes[used..used + r11.len()].copy_from_slice(&r11);
+            fs::write(&seg, &bytes).unwrap();
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(got, (1..=12).collect::<Vec<_>>());
+    assert_eq!(end.last_seq, 12);
+    assert!(end.torn.is_none());
+    // Damage that stays is still reported by the read-only reader, after its re-reads.
+    let dir = tempfile::tempdir().unwrap();
+    write_n(dir.path(), 10, 10);
+    let (seg, used) = put_after_gap(dir.path(), r11.len(), &r12);
+    match journal::read_dir(dir.path(), 0, |_, _| Ok(())) {
+        Err(JournalError::Corrupt { path, offset, .. }) => {
+            assert_eq!(path, seg);
+            assert_eq!(offset, used as u64);
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+#[test]
 fn garbage_after_a_zero_gap_is_a_torn_tail_in_the_last_segment_only() {
     let garbage: Vec<u8> = (1..=40).collect();
     // Last segment: no valid record follows, so it is the remains of an unsynced batch.
