@@ -5,6 +5,13 @@
 //! crash, [`Journal::open`] replays the records, cuts a torn tail (the last batch, written but
 //! never synced) and refuses to guess when a damaged record sits in the middle of the log.
 //!
+//! Segment files are preallocated: each is created at its full size, filled with real zero
+//! bytes and synced before its first record, so that a batch overwrites allocated, initialised
+//! blocks and its `fdatasync` flushes data only, with no file-size or extent change to commit
+//! (on ext4 that roughly halves the sync). The records of a segment are therefore followed by a
+//! zero tail, which readers take as the end of the log. The next segment is zero-filled by a
+//! helper thread once the current one is half full, so that a roll does not stall a batch.
+//!
 //! # Layout
 //! - framing: [`encode_record`], [`SegmentRecords`] (pure functions over bytes, fuzzed);
 //! - [`Journal`]: the synchronous writer (stage records, then one write + one sync per batch);
@@ -15,8 +22,10 @@
 //! The byte layout and the assumptions about the disk are in `docs/journal-format.md`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -49,7 +58,16 @@ pub const QUEUE_DEPTH_MAX: usize = 1024 * 1024;
 /// Most segment files in one journal directory that a reader accepts.
 pub const SEGMENTS_MAX: usize = 100_000;
 
+/// Times a read-only reader reads a last segment that looks corrupt again before reporting it
+/// (a writer may be copying a batch into it; see `scan_dir`).
+pub const LIVE_REREADS_MAX: usize = 3;
+/// Bytes of zeros written per call when a segment file is zero-filled (one reused buffer).
+pub const ZERO_FILL_CHUNK_BYTES: usize = 1024 * 1024;
+
 const SEGMENT_SUFFIX: &str = ".journal";
+/// The next segment while it is being zero-filled, before it gets its header and its name.
+/// Readers ignore it (it is not named like a segment); [`Journal::open`] deletes a leftover one.
+pub const SPARE_SEGMENT_NAME: &str = "next-segment.zeroed";
 
 /// A failure of the journal: the disk, or bytes on it that are not what this code wrote.
 #[derive(Debug, thiserror::Error)]
@@ -227,7 +245,9 @@ pub struct Record<'a> {
 /// How the records of a segment ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SegmentEnd {
-    /// Every byte belongs to a valid record.
+    /// Every byte after the header belongs to a valid record, up to [`SegmentRecords::valid_len`],
+    /// and every byte from there to the end of the file is zero: the preallocated space not yet
+    /// written (or nothing, in a file that ends with its last record).
     Clean,
     /// The bytes from `offset` on are an incomplete or damaged final record with no valid
     /// record after it: the tail of a batch that was never made durable.
@@ -302,12 +322,25 @@ fn valid_record_after(bytes: &[u8], from: usize, last_seq: u64) -> Option<usize>
     None
 }
 
+/// Whether every byte is zero. It runs over the unwritten tail of every segment read (most of
+/// a fresh 64 MiB segment), so it or-folds fixed blocks, which the compiler vectorises, and
+/// stops at the first block holding a non-zero byte.
+fn all_zero(bytes: &[u8]) -> bool {
+    bytes
+        .chunks(256)
+        .all(|block| block.iter().fold(0u8, |acc, &b| acc | b) == 0)
+}
+
 /// Iterator over the records of one segment held in memory.
 ///
-/// Yields each valid record in order. When it meets bytes that are not a valid record it looks
-/// further: if a valid record follows, it yields one [`JournalError::Corrupt`] naming the
-/// offset; otherwise the rest is a torn tail, reported by [`SegmentRecords::end`]. A torn tail
-/// is an error too unless `torn_tail_allowed` (only the last segment may have one).
+/// Yields each valid record in order. Where the next record header would start, 16 zero bytes
+/// (or fewer, all zero, at the end of the file) begin the zero tail of a preallocated segment:
+/// if everything from there on is zero, the segment ends cleanly there. Otherwise, and when it
+/// meets bytes that are not a valid record, it looks further: if a valid record follows, it
+/// yields one [`JournalError::Corrupt`] naming the offset; otherwise the rest is a torn tail,
+/// reported by [`SegmentRecords::end`]. A torn tail is an error too unless `torn_tail_allowed`
+/// (only the last segment may have one). No valid record has an all-zero header (its sequence
+/// number would be 0), so a zero header is never taken for a record.
 #[derive(Debug)]
 pub struct SegmentRecords<'a> {
     bytes: &'a [u8],
@@ -346,6 +379,14 @@ impl<'a> SegmentRecords<'a> {
         })
     }
 
+    /// Continues a reading of the same segment, read again, from the position and sequence
+    /// number an earlier pass had reached.
+    fn resumed_at(mut self, pos: usize, next_seq: u64) -> Self {
+        self.pos = pos.min(self.bytes.len());
+        self.next_seq = next_seq;
+        self
+    }
+
     /// Sequence number the next record must carry.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
@@ -382,7 +423,20 @@ impl<'a> Iterator for SegmentRecords<'a> {
             self.end = Some(SegmentEnd::Clean);
             return None;
         }
-        match parse_record(self.bytes, self.pos, self.next_seq) {
+        let rest = &self.bytes[self.pos..];
+        let parsed = if all_zero(&rest[..rest.len().min(RECORD_HEADER_LEN)]) {
+            if all_zero(rest) {
+                // The unwritten, preallocated tail: the end of the segment's records.
+                self.end = Some(SegmentEnd::Clean);
+                return None;
+            }
+            // Something was written after a zero gap: a torn batch or damage, sorted out
+            // below exactly like a damaged record.
+            Parsed::Bad("zero record header followed by non-zero bytes")
+        } else {
+            parse_record(self.bytes, self.pos, self.next_seq)
+        };
+        match parsed {
             Parsed::Ok(record, next) => {
                 self.pos = next;
                 self.next_seq += 1;
@@ -601,32 +655,96 @@ fn scan_dir(
             end.last_seq = segments[i + 1].0 - 1;
             continue;
         }
-        let mut records = SegmentRecords::new(bytes, path, is_last)?;
-        for record in records.by_ref() {
-            let record = record?;
-            if record.seq > after_seq {
-                on_record(record.seq, record.payload)?;
-                end.replayed += 1;
+        // A read-only reader may run beside a live writer (the node's settlement catch-up does),
+        // and can see the batch being copied into the page cache with holes: zeros before bytes
+        // already copied, i.e. a zero gap or a damaged record followed by a valid one. An
+        // appended file never showed that (its size grows behind the copy); a preallocated one
+        // can. So a read-only reader whose last segment looks corrupt reads it again and goes
+        // on from where it stopped, a bounded number of times: by then a write in progress has
+        // finished, while real damage is still there and is reported.
+        let mut resume: Option<(usize, u64)> = None;
+        let mut rereads = 0;
+        let (next_seq, segment_end, valid_len) = loop {
+            let mut records = SegmentRecords::new(&buf, path, is_last)?;
+            if let Some((pos, seq)) = resume {
+                records = records.resumed_at(pos, seq);
             }
-        }
-        end.last_seq = records.next_seq() - 1;
-        expect_first = Some(records.next_seq());
-        if let Some(SegmentEnd::Torn { offset, what }) = records.end() {
+            let mut failure = None;
+            for record in records.by_ref() {
+                match record {
+                    Ok(record) => {
+                        if record.seq > after_seq {
+                            on_record(record.seq, record.payload)?;
+                            end.replayed += 1;
+                        }
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            match failure {
+                None => {
+                    break (
+                        records.next_seq(),
+                        records.end().cloned(),
+                        records.valid_len(),
+                    );
+                }
+                Some(_) if is_last && mode == Mode::ReadOnly && rereads < LIVE_REREADS_MAX => {
+                    resume = Some((records.valid_len() as usize, records.next_seq()));
+                    rereads += 1;
+                    read_segment(path, &mut buf)?;
+                }
+                Some(e) => return Err(e),
+            }
+        };
+        let bytes = &buf[..];
+        end.last_seq = next_seq - 1;
+        expect_first = Some(next_seq);
+        if let Some(SegmentEnd::Torn { offset, what }) = &segment_end {
             end.torn = Some((path.clone(), *offset, what));
             if mode == Mode::Repair {
+                // Cut the tail by zeroing it, not by shrinking the file: the segment keeps its
+                // preallocated length and the reader's rule stays one (records, then zeros).
+                // Only up to the last non-zero byte needs writing.
+                let dirty_end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1) as u64;
                 let f = OpenOptions::new()
                     .write(true)
                     .open(path)
                     .map_err(io_err(path))?;
-                f.set_len(*offset).map_err(io_err(path))?;
-                f.sync_all().map_err(io_err(path))?;
+                zero_fill(&f, path, *offset, dirty_end.max(*offset), &|| false)?;
+                f.sync_data().map_err(io_err(path))?;
             }
         }
         if is_last {
-            last = Some((*name_seq, path.clone(), records.valid_len()));
+            last = Some((*name_seq, path.clone(), valid_len));
         }
     }
     Ok(Scan { end, last })
+}
+
+/// Writes zero bytes over `from..to` of `file`, a chunk at a time, checking `cancelled` before
+/// each chunk; returns `Ok(false)` if it was cancelled. Does not sync.
+fn zero_fill(
+    file: &File,
+    path: &Path,
+    from: u64,
+    to: u64,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<bool, JournalError> {
+    let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES.min(to.saturating_sub(from) as usize)];
+    let mut at = from;
+    while at < to {
+        if cancelled() {
+            return Ok(false);
+        }
+        let n = (to - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at).map_err(io_err(path))?;
+        at += n as u64;
+    }
+    Ok(true)
 }
 
 fn read_prefix(path: &Path, buf: &mut [u8]) -> Result<usize, JournalError> {
@@ -674,6 +792,15 @@ impl Default for JournalOptions {
     }
 }
 
+/// The next segment file being zero-filled by a helper thread (at most one at a time).
+#[derive(Debug)]
+struct Spare {
+    /// The thread; it returns the zero-filled, synced file, still under [`SPARE_SEGMENT_NAME`].
+    thread: JoinHandle<Result<File, JournalError>>,
+    /// Set to make the thread stop at its next chunk and remove its file (journal dropped).
+    cancel: Arc<AtomicBool>,
+}
+
 /// The synchronous journal writer: records are staged into a batch, then the batch is written
 /// with one `write` and made durable with one `fdatasync`.
 #[derive(Debug)]
@@ -684,8 +811,12 @@ pub struct Journal {
     file: Option<File>,
     /// Path of the open segment, for errors.
     path: PathBuf,
-    /// Bytes in the open segment (header included).
+    /// Bytes of records in the open segment (header included): where the next batch is written,
+    /// over the zeros that preallocation wrote and synced, so that a batch that fits changes no
+    /// file size and its `fdatasync` flushes data only.
     segment_len: u64,
+    /// The next segment, being zero-filled ahead of the roll that will need it.
+    spare: Option<Spare>,
     /// Sequence number the next staged record gets.
     next_seq: u64,
     /// Sequence number of the last durable record.
@@ -724,28 +855,47 @@ impl Journal {
         } else {
             scan.end.last_seq
         };
+        // A spare left by an earlier run may be half filled or carry a header; start afresh.
+        let spare_path = dir.join(SPARE_SEGMENT_NAME);
+        match fs::remove_file(&spare_path) {
+            Ok(()) => sync_dir(dir)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&spare_path)(e)),
+        }
         let (file, path, segment_len) = match scan.last {
             Some((_, path, len)) => {
                 let f = OpenOptions::new()
-                    .append(true)
+                    .read(true)
+                    .write(true)
                     .open(&path)
                     .map_err(io_err(&path))?;
+                let file_len = f.metadata().map_err(io_err(&path))?.len();
+                // A segment written before preallocation, or by a run with smaller segments,
+                // is zero-filled to full size now, once, before any batch lands in it.
+                if file_len < options.segment_bytes_max {
+                    zero_fill(&f, &path, file_len, options.segment_bytes_max, &|| false)?;
+                    if options.sync {
+                        f.sync_all().map_err(io_err(&path))?;
+                    }
+                }
                 (Some(f), path, len)
             }
             None => (None, dir.to_path_buf(), 0),
         };
-        let journal = Self {
+        let mut journal = Self {
             dir: dir.to_path_buf(),
             options,
             file,
             path,
             segment_len,
+            spare: None,
             next_seq: last_seq + 1,
             durable_seq: last_seq,
             batch: Vec::with_capacity(64 * 1024),
             batch_records: 0,
             poisoned: None,
         };
+        journal.start_spare_if_due();
         Ok((journal, scan.end))
     }
 
@@ -822,33 +972,74 @@ impl Journal {
         if needs_new {
             self.roll(first_seq)?;
         }
-        let file = self.file.as_mut().expect("a segment is open after roll");
-        file.write_all(&self.batch).map_err(io_err(&self.path))?;
+        let file = self.file.as_ref().expect("a segment is open after roll");
+        // Within the preallocated length this overwrites zeros: `fdatasync` then has no size
+        // to commit. A batch that runs past it (one larger than what is left of a fresh
+        // segment) extends the file, and that sync carries the size as before.
+        file.write_all_at(&self.batch, self.segment_len)
+            .map_err(io_err(&self.path))?;
         if self.options.sync {
             file.sync_data().map_err(io_err(&self.path))?;
         }
         self.segment_len += self.batch.len() as u64;
+        self.start_spare_if_due();
         Ok(())
     }
 
-    /// Closes the current segment and creates the next, whose header is durable (file and
-    /// directory entry) before any record is written to it.
+    /// Starts zero-filling the next segment in a helper thread once the open one is half full
+    /// (or before the first segment exists), so that the roll finds it ready. At most one
+    /// spare exists at a time; if the thread cannot be started, the roll fills one itself.
+    fn start_spare_if_due(&mut self) {
+        let due = self.file.is_none() || self.segment_len >= self.options.segment_bytes_max / 2;
+        if self.spare.is_some() || !due {
+            return;
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (dir, size, sync) = (
+            self.dir.clone(),
+            self.options.segment_bytes_max,
+            self.options.sync,
+        );
+        let flag = Arc::clone(&cancel);
+        let spawned = std::thread::Builder::new()
+            .name("journal-zero-fill".into())
+            .spawn(move || make_spare(&dir, size, sync, &flag));
+        if let Ok(thread) = spawned {
+            self.spare = Some(Spare { thread, cancel });
+        }
+    }
+
+    /// Closes the current segment and opens the next: a zero-filled spare (the helper thread's,
+    /// waited for if still filling, or one filled here) gets the header, is synced, and only
+    /// then takes the segment's name, so the header is durable (file and directory entry)
+    /// before any record is written and no segment is ever seen half filled.
     fn roll(&mut self, first_seq: u64) -> Result<(), JournalError> {
         if let Some(old) = self.file.take()
             && self.options.sync
         {
             old.sync_all().map_err(io_err(&self.path))?;
         }
-        let path = self.dir.join(segment_name(first_seq));
-        let mut f = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        f.write_all(&encode_segment_header(first_seq))
-            .map_err(io_err(&path))?;
+        let ready = self.spare.take().and_then(|s| s.thread.join().ok()?.ok());
+        let f = match ready {
+            Some(f) => f,
+            None => make_spare(
+                &self.dir,
+                self.options.segment_bytes_max,
+                self.options.sync,
+                &AtomicBool::new(false),
+            )?,
+        };
+        let spare_path = self.dir.join(SPARE_SEGMENT_NAME);
+        f.write_all_at(&encode_segment_header(first_seq), 0)
+            .map_err(io_err(&spare_path))?;
         if self.options.sync {
-            f.sync_all().map_err(io_err(&path))?;
+            f.sync_data().map_err(io_err(&spare_path))?;
+        }
+        let path = self.dir.join(segment_name(first_seq));
+        // A link fails if the name exists (as `create_new` did); the spare name goes after.
+        fs::hard_link(&spare_path, &path).map_err(io_err(&path))?;
+        fs::remove_file(&spare_path).map_err(io_err(&spare_path))?;
+        if self.options.sync {
             sync_dir(&self.dir)?;
         }
         self.file = Some(f);
@@ -886,6 +1077,45 @@ impl Journal {
     pub fn prune_through(&mut self, seq: u64) -> Result<usize, JournalError> {
         prune_through(&self.dir, seq)
     }
+}
+
+impl Drop for Journal {
+    /// Stops a spare still being filled (within one chunk) and waits for its thread, so that no
+    /// thread writes into the directory after the journal is gone.
+    fn drop(&mut self) {
+        if let Some(spare) = self.spare.take() {
+            spare.cancel.store(true, Ordering::Relaxed);
+            let _ = spare.thread.join();
+        }
+    }
+}
+
+/// Creates [`SPARE_SEGMENT_NAME`] in `dir`, writes `size` zero bytes into it and syncs it (if
+/// `sync`): a segment file whose blocks are allocated and initialised, waiting for its header.
+/// If `cancel` is set it stops, removes the file and fails with [`JournalError::Closed`].
+fn make_spare(
+    dir: &Path,
+    size: u64,
+    sync: bool,
+    cancel: &AtomicBool,
+) -> Result<File, JournalError> {
+    let path = dir.join(SPARE_SEGMENT_NAME);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    if !zero_fill(&f, &path, 0, size, &|| cancel.load(Ordering::Relaxed))? {
+        drop(f);
+        let _ = fs::remove_file(&path);
+        return Err(JournalError::Closed);
+    }
+    if sync {
+        f.sync_all().map_err(io_err(&path))?;
+    }
+    Ok(f)
 }
 
 /// Deletes closed segments of the journal in `dir` every record of which has a sequence
@@ -1285,6 +1515,49 @@ mod tests {
                 ..
             }))
         ));
+    }
+
+    #[test]
+    fn a_zero_tail_ends_the_segment_cleanly() {
+        let records = segment(&[(1, b"one"), (2, b"two")], 1);
+        let used = records.len();
+        for tail in [1usize, 15, 16, 17, 4000] {
+            let mut bytes = records.clone();
+            bytes.resize(used + tail, 0);
+            for last in [true, false] {
+                let mut it = SegmentRecords::new(&bytes, Path::new("seg"), last).unwrap();
+                assert_eq!(
+                    it.by_ref().map(|r| r.unwrap().seq).collect::<Vec<_>>(),
+                    [1, 2]
+                );
+                assert_eq!(it.valid_len(), used as u64);
+                assert_eq!(it.end(), Some(&SegmentEnd::Clean));
+            }
+        }
+    }
+
+    #[test]
+    fn data_after_a_zero_header_is_torn_or_corrupt() {
+        let mut bytes = segment(&[(1, b"one")], 1);
+        let used = bytes.len();
+        bytes.resize(used + 100, 0);
+        bytes[used + 60] = 1;
+        let (got, end) = collect(&bytes, true);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            end,
+            Ok(Some(SegmentEnd::Torn {
+                offset: used as u64,
+                what: "zero record header followed by non-zero bytes"
+            }))
+        );
+        assert!(collect(&bytes, false).1.is_err());
+        // A valid record after the gap makes it corruption even in the last segment.
+        let mut rec = vec![];
+        encode_record(&mut rec, 2, b"two").unwrap();
+        bytes[used + 60..used + 60 + rec.len()].copy_from_slice(&rec);
+        let err = collect(&bytes, true).1.unwrap_err();
+        assert!(err.contains(&format!("at byte {used}")), "{err}");
     }
 
     #[test]

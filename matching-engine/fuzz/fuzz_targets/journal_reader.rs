@@ -1,5 +1,6 @@
 //! Fuzzes the journal segment reader on arbitrary file bytes: it must never panic, records it
-//! yields must be in sequence and inside the file, and a torn tail must lie after them.
+//! yields must be in sequence and inside the file, a clean end leaves only zeros (the
+//! preallocated tail) after them, and a torn tail must lie after them.
 #![no_main]
 
 use std::path::Path;
@@ -23,7 +24,11 @@ fn check(bytes: &[u8], last: bool) {
         }
     }
     match records.end() {
-        Some(SegmentEnd::Clean) => assert_eq!(records.valid_len() as usize, bytes.len()),
+        Some(SegmentEnd::Clean) => {
+            let valid = records.valid_len() as usize;
+            assert!(valid <= bytes.len());
+            assert!(bytes[valid..].iter().all(|&b| b == 0));
+        }
         Some(SegmentEnd::Torn { offset, .. }) => {
             assert!(last);
             assert_eq!(*offset, records.valid_len());
@@ -39,6 +44,10 @@ fuzz_target!(|data: &[u8]| {
     check(data, false);
     let mut with_header = encode_segment_header(1).to_vec();
     with_header.extend_from_slice(data);
+    check(&with_header, true);
+    check(&with_header, false);
+    // And followed by a zero tail, as every preallocated segment is.
+    with_header.resize(with_header.len() + 256, 0);
     check(&with_header, true);
     check(&with_header, false);
 });
