@@ -26,7 +26,7 @@ use crate::command::{
     MarketConfig, MarketId, MarketPhase, NewOrder, OrderId, OrderType, PostOnly, PriceTicks,
     QtyLots, RejectCode, Side, TimeInForce, TimeUs,
 };
-use crate::ids::OrderIndex;
+use crate::ids::{AccountIndex, OrderIndex};
 use crate::limits::{
     ACCOUNTS_MAX, ASSETS_MAX, MARKETS_MAX, OPEN_ORDERS_PER_ACCOUNT_MAX, ORDERS_MAX,
     PRICE_LEVELS_PER_SIDE_MAX, STOP_ORDERS_PER_MARKET_MAX,
@@ -232,7 +232,7 @@ pub struct Engine {
     /// The last (market id, index) `market_idx` found.
     pub(crate) market_cache: Option<(MarketId, u32)>,
     pub(crate) accounts: Vec<Account>,
-    pub(crate) account_index: IdMap<u32>,
+    pub(crate) account_index: AccountIndex,
     pub(crate) orders: Vec<Order>,
     pub(crate) free_orders: Vec<u32>,
     pub(crate) order_index: OrderIndex,
@@ -288,7 +288,7 @@ impl Engine {
             market_index: IdMap::default(),
             market_cache: None,
             accounts: Vec::new(),
-            account_index: IdMap::default(),
+            account_index: AccountIndex::default(),
             orders: Vec::new(),
             free_orders: Vec::new(),
             order_index: OrderIndex::default(),
@@ -727,7 +727,7 @@ impl Engine {
     /// (call before changing it; a level created later in the batch starts from zero). Returns the
     /// level's index, if it exists, to spare the caller a second lookup. Inlined, so that a
     /// replay, which records nothing, drops the lookup where the caller ignores it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn touch_level(&mut self, mi: u32, side: Side, price: PriceTicks) -> Option<u32> {
         let epoch = self.md_epoch;
         let market_data = self.market_data;
