@@ -587,9 +587,26 @@ impl Engine {
     }
 
     /// Records the balance before its first change in the open market-data batch.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn touch_balance(&mut self, ai: u32, asset: AssetId) {
-        self.touch_balances(ai, [asset, asset]);
+        if !self.market_data {
+            return;
+        }
+        let a = &mut self.accounts[ai as usize];
+        if a.touched_epoch != self.md_epoch {
+            a.touched_epoch = self.md_epoch;
+            a.touched_mask = 0;
+        }
+        let bit = 1u32 << asset;
+        if a.touched_mask & bit == 0 {
+            a.touched_mask |= bit;
+            self.touched_balances.push(TouchedBalance {
+                account: a.id,
+                ai,
+                asset,
+                before: a.bal[asset as usize],
+            });
+        }
     }
 
     /// Records two balances of one account (a trade's base and quote; the same asset twice
@@ -758,6 +775,32 @@ impl Engine {
             count,
         });
         book_level
+    }
+
+    /// `touch_level` for a level that exists and whose index the caller already holds (the
+    /// best level in matching, a resting order's level): no ladder lookup.
+    #[inline(always)]
+    pub(crate) fn touch_level_at(&mut self, mi: u32, side: Side, li: u32) {
+        if !self.market_data {
+            return;
+        }
+        let epoch = self.md_epoch;
+        let m = &mut self.markets[mi as usize];
+        let market = m.cfg.market;
+        let l = &mut m.book_mut(side).levels[li as usize];
+        if l.touched_epoch == epoch {
+            return;
+        }
+        l.touched_epoch = epoch;
+        let (price, qty, count) = (l.price, l.visible, l.count);
+        self.touched_levels.push(TouchedLevel {
+            market,
+            mi,
+            side,
+            price,
+            qty,
+            count,
+        });
     }
 
     fn create_market(&mut self, cfg: MarketConfig, out: &mut Vec<Event>) -> Result<(), RejectCode> {
@@ -1122,18 +1165,16 @@ impl Engine {
                 o.id,
             )
         };
-        self.touch_level(mi, side, price);
-        let (epoch, market_data) = (self.md_epoch, self.market_data);
         let o = &mut self.orders[oi as usize];
         o.visible = if peak > 0 { peak.min(qty) } else { qty };
+        // One lookup: the level is found or created first, then recorded as `touch_level`
+        // would have before the change (a new level records a zero aggregate, as an absent
+        // one does).
+        let li = self.markets[mi as usize]
+            .book_mut(side)
+            .level_or_insert(price);
+        self.touch_level_at(mi, side, li);
         let book = self.markets[mi as usize].book_mut(side);
-        let li = book.level_or_insert(price);
-        // Marked as recorded (by `touch_level` just above) only where it was: a replay
-        // records nothing, and a mark without a record would hide the level from the next
-        // batch's market data.
-        if market_data {
-            book.levels[li as usize].touched_epoch = epoch;
-        }
         crate::book::push_back(book, &mut self.orders, li, oi);
         if tif == TimeInForce::Gtd {
             self.expiries.insert((exp, id));
@@ -1160,9 +1201,12 @@ impl Engine {
         };
         self.touch_market(mi);
         if resting {
-            self.touch_level(mi, side, price);
+            let li = self.touch_level(mi, side, price);
             let book = self.markets[mi as usize].book_mut(side);
-            crate::book::unlink(book, &mut self.orders, oi);
+            match li {
+                Some(li) => crate::book::unlink_at(book, &mut self.orders, oi, li),
+                None => crate::book::unlink(book, &mut self.orders, oi),
+            }
         } else if matches!(otype, OrderType::StopLimit | OrderType::StopMarket) {
             let m = &mut self.markets[mi as usize];
             match side {
