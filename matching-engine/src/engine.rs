@@ -88,10 +88,12 @@ pub(crate) struct Account {
     pub touched_epoch: u64,
     pub touched_mask: u32,
     pub open_orders: u32,
-    /// Ids of the account's resting orders and stops in id (= placement) order, for mass
-    /// cancel and queries (at most `OPEN_ORDERS_PER_ACCOUNT_MAX`). A flat list rather than
-    /// links through the orders: closing an order then touches this one buffer instead of
-    /// two other orders' records (two cache misses).
+    /// Ids of the account's resting orders and stops, in no particular order (readers that
+    /// need id order sort: mass cancel, `orders_of`), for mass cancel and queries (at most
+    /// `OPEN_ORDERS_PER_ACCOUNT_MAX`). A flat list rather than links through the orders:
+    /// closing an order then touches this one buffer instead of two other orders' records
+    /// (two cache misses); unsorted, so that a close is a short scan and a `swap_remove`
+    /// rather than a binary search and a `memmove` of the tail.
     pub order_ids: Vec<OrderId>,
     pub bal: [Balance; ASSETS_MAX],
 }
@@ -149,21 +151,36 @@ impl Market {
         ]
     }
 
-    /// Whether `price` is outside the band around the reference price.
+    /// Whether `price` is outside the band around the reference price. In u64 when both
+    /// products fit (always, for prices within `PRICE_TICKS_MAX`), else in u128.
+    #[inline(always)]
     pub fn outside_band(&self, price: PriceTicks) -> bool {
-        let r = self.reference_price as u128;
-        if self.cfg.band_bps == 0 || r == 0 {
+        let r = self.reference_price;
+        let band = u64::from(self.cfg.band_bps);
+        if band == 0 || r == 0 {
             return false;
         }
-        let diff = (price as u128).abs_diff(r);
-        diff * 10_000 > self.cfg.band_bps as u128 * r
+        let diff = price.abs_diff(r);
+        if let (Some(lhs), Some(rhs)) = (diff.checked_mul(10_000), band.checked_mul(r)) {
+            return lhs > rhs;
+        }
+        u128::from(diff) * 10_000 > u128::from(band) * u128::from(r)
     }
 
     /// Funds an order of `qty` lots at `price` holds: quote (notional plus the highest fee
     /// it could pay) for a buy, base for a sell. None if it does not fit in u64.
+    #[inline]
     pub fn hold_for(&self, side: Side, price: PriceTicks, qty: QtyLots) -> Option<AmountMinor> {
         match side {
             Side::Buy => {
+                // In u64 when the notional and its fee fit (real orders), else in u128.
+                if let Some(n) = price
+                    .checked_mul(qty)
+                    .and_then(|pq| pq.checked_mul(self.tick_value))
+                    && let Some(nb) = n.checked_mul(self.hold_fee_bps)
+                {
+                    return n.checked_add(nb / 10_000);
+                }
                 let n = price as u128 * qty as u128 * self.tick_value as u128;
                 let total = n + bps_of(n, self.hold_fee_bps);
                 u64::try_from(total).ok()
@@ -393,6 +410,7 @@ impl Engine {
 
     /// Every open order (resting or untriggered stop) of `account`, by id, with its market.
     pub fn orders_of(&self, account: AccountId) -> Vec<(MarketId, crate::state::OrderRecord)> {
+        // The owner's list is unsorted (`Account::order_ids`).
         let mut v = Vec::new();
         if let Some(&ai) = self.account_index.get(&account) {
             for id in &self.accounts[ai as usize].order_ids {
@@ -405,6 +423,7 @@ impl Engine {
                 }
             }
         }
+        v.sort_unstable_by_key(|(_, r)| r.order_id);
         v
     }
 
@@ -1094,14 +1113,11 @@ impl Engine {
         Ok(CheckedOrder { ai, price, hold })
     }
 
-    /// Appends the id of order `oi` (resting or a stop) to its owner's list. Ids only grow,
-    /// so the list stays in id order.
+    /// Appends the id of order `oi` (resting or a stop) to its owner's list.
     pub(crate) fn list_order(&mut self, ai: u32, oi: u32) {
         let o = &mut self.orders[oi as usize];
         o.listed = true;
-        let ids = &mut self.accounts[ai as usize].order_ids;
-        debug_assert!(ids.last().is_none_or(|last| *last < o.id));
-        ids.push(o.id);
+        self.accounts[ai as usize].order_ids.push(o.id);
     }
 
     /// Puts an order into the slab and the id index, and counts it for its owner (the
@@ -1142,8 +1158,8 @@ impl Engine {
         self.order_index.remove(&id);
         if listed {
             let ids = &mut self.accounts[ai as usize].order_ids;
-            if let Ok(pos) = ids.binary_search(&id) {
-                ids.remove(pos);
+            if let Some(pos) = ids.iter().rposition(|x| *x == id) {
+                ids.swap_remove(pos);
             }
         }
         self.accounts[ai as usize].open_orders -= 1;
@@ -1280,6 +1296,8 @@ impl Engine {
                 debug_assert!(false, "closed order {id} still listed");
             }
         }
+        // In id order: the owner's list is unsorted.
+        list.sort_unstable_by_key(|oi| self.orders[*oi as usize].id);
         for &oi in &list {
             self.cancel_order(oi, reason, out);
         }
