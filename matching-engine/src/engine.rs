@@ -608,49 +608,9 @@ impl Engine {
     /// Records the balance before its first change in the open market-data batch.
     #[inline(always)]
     pub(crate) fn touch_balance(&mut self, ai: u32, asset: AssetId) {
-        if !self.market_data {
-            return;
-        }
-        let a = &mut self.accounts[ai as usize];
-        if a.touched_epoch != self.md_epoch {
-            a.touched_epoch = self.md_epoch;
-            a.touched_mask = 0;
-        }
-        let bit = 1u32 << asset;
-        if a.touched_mask & bit == 0 {
-            a.touched_mask |= bit;
-            self.touched_balances.push(TouchedBalance {
-                account: a.id,
-                ai,
-                asset,
-                before: a.bal[asset as usize],
-            });
-        }
-    }
-
-    /// Records two balances of one account (a trade's base and quote; the same asset twice
-    /// records it once) before their first change in the open batch: one epoch check for both.
-    #[inline(always)]
-    pub(crate) fn touch_balances(&mut self, ai: u32, assets: [AssetId; 2]) {
-        if !self.market_data {
-            return;
-        }
-        let a = &mut self.accounts[ai as usize];
-        if a.touched_epoch != self.md_epoch {
-            a.touched_epoch = self.md_epoch;
-            a.touched_mask = 0;
-        }
-        for asset in assets {
-            let bit = 1u32 << asset;
-            if a.touched_mask & bit == 0 {
-                a.touched_mask |= bit;
-                self.touched_balances.push(TouchedBalance {
-                    account: a.id,
-                    ai,
-                    asset,
-                    before: a.bal[asset as usize],
-                });
-            }
+        if self.market_data {
+            let a = &mut self.accounts[ai as usize];
+            record_balance(a, ai, asset, self.md_epoch, &mut self.touched_balances);
         }
     }
 
@@ -702,11 +662,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Moves `amount` of `asset` from available to held.
+    /// Moves `amount` of `asset` from available to held. The account is indexed once for the
+    /// market-data record and the change (as in `release` and `trade`).
     #[inline(always)]
     pub(crate) fn hold(&mut self, ai: u32, asset: AssetId, amount: u64) {
-        self.touch_balance(ai, asset);
-        let b = &mut self.accounts[ai as usize].bal[asset as usize];
+        let a = &mut self.accounts[ai as usize];
+        if self.market_data {
+            record_balance(a, ai, asset, self.md_epoch, &mut self.touched_balances);
+        }
+        let b = &mut a.bal[asset as usize];
         b.available -= amount;
         b.held += amount;
     }
@@ -717,8 +681,11 @@ impl Engine {
         if amount == 0 {
             return;
         }
-        self.touch_balance(ai, asset);
-        let b = &mut self.accounts[ai as usize].bal[asset as usize];
+        let a = &mut self.accounts[ai as usize];
+        if self.market_data {
+            record_balance(a, ai, asset, self.md_epoch, &mut self.touched_balances);
+        }
+        let b = &mut a.bal[asset as usize];
         b.held -= amount;
         b.available += amount;
     }
@@ -1527,7 +1494,7 @@ impl Engine {
 
         let bals = &mut self.touched_balances;
         if sorted && bals.len() > 1 {
-            // (account, asset) pairs are distinct (`touch_balances` records each once per
+            // (account, asset) pairs are distinct (`record_balance` records each once per
             // batch).
             sort_small_by_key(bals, |t| (t.account, t.asset));
         }
@@ -1544,6 +1511,34 @@ impl Engine {
         }
         bals.clear();
         self.md_epoch += 1;
+    }
+}
+
+/// Records balance `asset` of account `a` (slot `ai`) in `list` before its first change in
+/// the batch `md_epoch` (the account's touch mark says which of its balances are recorded).
+/// A free function over the account and the list, so that callers holding the account
+/// borrowed index it once.
+#[inline(always)]
+pub(crate) fn record_balance(
+    a: &mut Account,
+    ai: u32,
+    asset: AssetId,
+    md_epoch: u64,
+    list: &mut Vec<TouchedBalance>,
+) {
+    if a.touched_epoch != md_epoch {
+        a.touched_epoch = md_epoch;
+        a.touched_mask = 0;
+    }
+    let bit = 1u32 << asset;
+    if a.touched_mask & bit == 0 {
+        a.touched_mask |= bit;
+        list.push(TouchedBalance {
+            account: a.id,
+            ai,
+            asset,
+            before: a.bal[asset as usize],
+        });
     }
 }
 

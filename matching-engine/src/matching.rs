@@ -21,7 +21,7 @@ use crate::command::{
     AccountId, Aggressor, BandAction, CancelReason, Event, MarketPhase, OrderType, PriceTicks,
     QtyLots, Side, StpMode, TimeInForce,
 };
-use crate::engine::{Engine, bps_of, crosses};
+use crate::engine::{Engine, bps_of, crosses, record_balance};
 
 impl Engine {
     /// Whether an FOK order could trade its whole quantity now. Levels are counted in
@@ -296,25 +296,42 @@ impl Engine {
             "buy hold smaller than what the trade costs"
         );
         self.orders[buy as usize].hold = b_new_hold;
-        self.touch_balances(b_ai, [quote, base]);
+        // Each party's account is indexed once for its records and its changes.
+        let (market_data, md_epoch) = (self.market_data, self.md_epoch);
         {
-            let bq = &mut self.accounts[b_ai as usize].bal[quote as usize];
+            let a = &mut self.accounts[b_ai as usize];
+            if market_data {
+                record_balance(a, b_ai, quote, md_epoch, &mut self.touched_balances);
+                record_balance(a, b_ai, base, md_epoch, &mut self.touched_balances);
+            }
+            let bq = &mut a.bal[quote as usize];
             bq.held -= b_release;
             bq.available += b_release - pay;
+            a.bal[base as usize].available += base_amount;
         }
-        self.accounts[b_ai as usize].bal[base as usize].available += base_amount;
         // Seller: release and deliver q lots of base, receive notional - fee.
         let (s_ai, s_id, s_acc, s_rem) = {
             let o = &mut self.orders[sell as usize];
             o.hold -= base_amount;
             (o.acct, o.id, o.account, o.qty)
         };
-        self.touch_balances(s_ai, [base, quote]);
-        self.accounts[s_ai as usize].bal[base as usize].held -= base_amount;
-        self.accounts[s_ai as usize].bal[quote as usize].available += notional - sell_fee;
+        {
+            let a = &mut self.accounts[s_ai as usize];
+            if market_data {
+                record_balance(a, s_ai, base, md_epoch, &mut self.touched_balances);
+                record_balance(a, s_ai, quote, md_epoch, &mut self.touched_balances);
+            }
+            a.bal[base as usize].held -= base_amount;
+            a.bal[quote as usize].available += notional - sell_fee;
+        }
         let fee_ai = self.fee_acct;
-        self.touch_balance(fee_ai, quote);
-        self.accounts[fee_ai as usize].bal[quote as usize].available += buy_fee + sell_fee;
+        {
+            let a = &mut self.accounts[fee_ai as usize];
+            if market_data {
+                record_balance(a, fee_ai, quote, md_epoch, &mut self.touched_balances);
+            }
+            a.bal[quote as usize].available += buy_fee + sell_fee;
+        }
 
         self.markets[mi as usize].last_price = price;
         let trade_id = self.next_trade_id;
