@@ -1081,6 +1081,7 @@ impl Engine {
     }
 
     /// Appends the id of order `oi` (resting or a stop) to its owner's list.
+    #[inline(always)]
     pub(crate) fn list_order(&mut self, ai: u32, oi: u32) {
         let o = &mut self.orders[oi as usize];
         o.listed = true;
@@ -1135,29 +1136,31 @@ impl Engine {
 
     /// Puts an order at the back of its price level.
     pub(crate) fn rest(&mut self, oi: u32) {
-        let (mi, side, price, qty, peak, tif, exp, id) = {
-            let o = &self.orders[oi as usize];
-            (
-                o.market,
-                o.side,
-                o.price,
-                o.qty,
-                o.peak,
-                o.tif,
-                o.expire_time_us,
-                o.id,
-            )
+        let (mi, side, price, tif, exp, id) = {
+            let o = &mut self.orders[oi as usize];
+            o.visible = if o.peak > 0 { o.peak.min(o.qty) } else { o.qty };
+            (o.market, o.side, o.price, o.tif, o.expire_time_us, o.id)
         };
-        let o = &mut self.orders[oi as usize];
-        o.visible = if peak > 0 { peak.min(qty) } else { qty };
         // One lookup: the level is found or created first, then recorded as `touch_level`
         // would have before the change (a new level records a zero aggregate, as an absent
-        // one does).
-        let li = self.markets[mi as usize]
-            .book_mut(side)
-            .level_or_insert(price);
-        self.touch_level_at(mi, side, li);
-        let book = self.markets[mi as usize].book_mut(side);
+        // one does); the market is indexed once for both.
+        let (market_data, epoch) = (self.market_data, self.md_epoch);
+        let m = &mut self.markets[mi as usize];
+        let market = m.cfg.market;
+        let book = m.book_mut(side);
+        let li = book.level_or_insert(price);
+        let l = &mut book.levels[li as usize];
+        if market_data && l.touched_epoch != epoch {
+            l.touched_epoch = epoch;
+            self.touched_levels.push(TouchedLevel {
+                market,
+                mi,
+                side,
+                price,
+                qty: l.visible,
+                count: l.count,
+            });
+        }
         crate::book::push_back(book, &mut self.orders, li, oi);
         if tif == TimeInForce::Gtd {
             self.expiries.insert((exp, id));
@@ -1166,8 +1169,12 @@ impl Engine {
 
     /// Closes an open order (resting, stop, or incoming), releasing its hold.
     pub(crate) fn cancel_order(&mut self, oi: u32, reason: CancelReason, out: &mut Vec<Event>) {
+        // The order's hold is zeroed and the market's fields read up front, each record
+        // indexed once.
         let (mi, side, price, resting, id, account, qty, hold, ai, otype, stop) = {
-            let o = &self.orders[oi as usize];
+            let o = &mut self.orders[oi as usize];
+            let hold = o.hold;
+            o.hold = 0;
             (
                 o.market,
                 o.side,
@@ -1176,11 +1183,15 @@ impl Engine {
                 o.id,
                 o.account,
                 o.qty,
-                o.hold,
+                hold,
                 o.acct,
                 o.order_type,
                 o.stop_price,
             )
+        };
+        let (asset, market) = {
+            let m = &self.markets[mi as usize];
+            (m.hold_asset(side), m.cfg.market)
         };
         self.touch_market(mi);
         if resting {
@@ -1197,13 +1208,11 @@ impl Engine {
                 Side::Sell => m.sell_stops.remove(&(PriceTicks::MAX - stop, id)),
             };
         }
-        let asset = self.markets[mi as usize].hold_asset(side);
         self.release(ai, asset, hold);
-        self.orders[oi as usize].hold = 0;
         out.push(Event::OrderCancelled {
             order_id: id,
             account,
-            market: self.markets[mi as usize].cfg.market,
+            market,
             qty,
             reason,
         });

@@ -84,8 +84,28 @@ impl OrderIndex {
     }
 
     /// Records `slot` for `id` (which must not be open already; `can_insert(id)` holds).
+    #[inline]
     pub fn insert(&mut self, id: OrderId, slot: u32) {
         let (p, s) = Self::split(id);
+        // Fast path, inlined: the id's page exists (all but one id in `PAGE_IDS`).
+        if let Some(at) = p.checked_sub(self.first)
+            && let Some(Some(page)) = self.pages.get_mut(at)
+        {
+            debug_assert_eq!(page.slots[s], EMPTY, "order id inserted twice");
+            if page.slots[s] == EMPTY {
+                page.live += 1;
+                self.len += 1;
+            }
+            page.slots[s] = slot;
+            return;
+        }
+        self.insert_new_page(p, s, slot);
+    }
+
+    /// `insert` when the id's page does not exist yet: grows the table, takes a page.
+    #[cold]
+    #[inline(never)]
+    fn insert_new_page(&mut self, p: usize, s: usize, slot: u32) {
         if self.pages.is_empty() {
             self.first = p;
         }
