@@ -139,10 +139,18 @@ impl SideBook {
     }
 
     /// The level at `price`, created empty if missing. The caller checks the level limit.
+    /// The lookup is inlined; creating a level is not.
+    #[inline(always)]
     pub fn level_or_insert(&mut self, price: PriceTicks) -> u32 {
         if let Some(l) = self.level_at(price) {
             return l;
         }
+        self.insert_level(price)
+    }
+
+    /// Creates the (missing) level at `price`.
+    #[inline(never)]
+    fn insert_level(&mut self, price: PriceTicks) -> u32 {
         if self.level_count == 0 {
             // Centre the ladder on the first price of an empty side.
             self.base = price.saturating_sub(LADDER_TICKS / 2);
@@ -330,7 +338,7 @@ pub(crate) fn unlink(book: &mut SideBook, orders: &mut [Order], oi: u32) {
 }
 
 /// `unlink` when the caller already holds the index `li` of the order's level.
-#[inline]
+#[inline(always)]
 pub(crate) fn unlink_at(book: &mut SideBook, orders: &mut [Order], oi: u32, li: u32) {
     let (prev, next, price, visible) = {
         let o = &orders[oi as usize];

@@ -676,7 +676,7 @@ impl Engine {
     }
 
     /// Moves `amount` of `asset` from held back to available.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn release(&mut self, ai: u32, asset: AssetId, amount: u64) {
         if amount == 0 {
             return;
@@ -1114,6 +1114,7 @@ impl Engine {
 
     /// Takes a closed order (not resting, no stop entry, hold already zero or released)
     /// out of the slab, the index, the expiry set and its owner's list.
+    #[inline(always)]
     pub(crate) fn free_order(&mut self, oi: u32) {
         let (id, ai, tif, exp, listed) = {
             let o = &self.orders[oi as usize];
@@ -1135,6 +1136,7 @@ impl Engine {
     }
 
     /// Puts an order at the back of its price level.
+    #[inline(always)]
     pub(crate) fn rest(&mut self, oi: u32) {
         let (mi, side, price, tif, exp, id) = {
             let o = &mut self.orders[oi as usize];
@@ -1219,6 +1221,7 @@ impl Engine {
         self.free_order(oi);
     }
 
+    #[inline(always)]
     fn find_order(
         &self,
         account: AccountId,

@@ -166,6 +166,7 @@ impl Engine {
     /// After a resting order traded or was reduced: remove it when empty, refill its peak
     /// (at the back of the queue) when only the peak is used up. `li` is the index of its
     /// level when the caller holds it (matching: the best level), else it is looked up.
+    #[inline(always)]
     fn after_fill(&mut self, oi: u32, li: Option<u32>, out: &mut Vec<Event>) {
         let o = &self.orders[oi as usize];
         if !o.resting {
@@ -252,6 +253,7 @@ impl Engine {
     /// is (order, level index) of the resting order when the caller holds its level, which
     /// spares a ladder lookup; other resting orders' levels are looked up.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub(crate) fn trade(
         &mut self,
         mi: u32,
