@@ -843,9 +843,23 @@ impl Engine {
         // Everything below changes state: every refusal happened above.
         let ai = checked.ai;
         self.touch_market(mi);
-        let m = &self.markets[mi as usize];
-        let asset = m.hold_asset(o.side);
-        self.hold(ai, asset, checked.hold);
+        // The hold and the owner's open-order count in one index of the account.
+        {
+            let a = &mut self.accounts[ai as usize];
+            if self.market_data {
+                record_balance(
+                    a,
+                    ai,
+                    checked.asset,
+                    self.md_epoch,
+                    &mut self.touched_balances,
+                );
+            }
+            let b = &mut a.bal[checked.asset as usize];
+            b.available -= checked.hold;
+            b.held += checked.hold;
+            a.open_orders += 1;
+        }
         let id = self.next_order_id;
         self.next_order_id += 1;
         let order = Order {
@@ -1074,10 +1088,16 @@ impl Engine {
         if acct.open_orders >= OPEN_ORDERS_PER_ACCOUNT_MAX {
             return Err(R::TooManyOpenOrders);
         }
-        if acct.bal[m.hold_asset(o.side) as usize].available < hold {
+        let asset = m.hold_asset(o.side);
+        if acct.bal[asset as usize].available < hold {
             return Err(R::InsufficientFunds);
         }
-        Ok(CheckedOrder { ai, price, hold })
+        Ok(CheckedOrder {
+            ai,
+            price,
+            hold,
+            asset,
+        })
     }
 
     /// Appends the id of order `oi` (resting or a stop) to its owner's list.
@@ -1088,12 +1108,11 @@ impl Engine {
         self.accounts[ai as usize].order_ids.push(o.id);
     }
 
-    /// Puts an order into the slab and the id index, and counts it for its owner (the
-    /// caller lists it with `list_order` once it rests or waits as a stop; an incoming
+    /// Puts an order into the slab and the id index (the caller has counted it for its
+    /// owner, and lists it with `list_order` once it rests or waits as a stop; an incoming
     /// order that is gone by the end of the command is never listed).
     fn alloc_order(&mut self, order: Order) -> u32 {
         let id = order.id;
-        let ai = order.acct;
         let oi = match self.free_orders.pop() {
             Some(i) => {
                 self.orders[i as usize] = order;
@@ -1108,7 +1127,6 @@ impl Engine {
             }
         };
         self.order_index.insert(id, oi);
-        self.accounts[ai as usize].open_orders += 1;
         oi
     }
 
@@ -1588,6 +1606,8 @@ struct CheckedOrder {
     ai: u32,
     price: PriceTicks,
     hold: AmountMinor,
+    /// What the order holds: quote for a buy, base for a sell.
+    asset: AssetId,
 }
 
 pub(crate) fn new_market(cfg: MarketConfig) -> Market {
