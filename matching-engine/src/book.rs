@@ -139,10 +139,18 @@ impl SideBook {
     }
 
     /// The level at `price`, created empty if missing. The caller checks the level limit.
+    /// The lookup is inlined; creating a level is not.
+    #[inline(always)]
     pub fn level_or_insert(&mut self, price: PriceTicks) -> u32 {
         if let Some(l) = self.level_at(price) {
             return l;
         }
+        self.insert_level(price)
+    }
+
+    /// Creates the (missing) level at `price`.
+    #[inline(never)]
+    fn insert_level(&mut self, price: PriceTicks) -> u32 {
         if self.level_count == 0 {
             // Centre the ladder on the first price of an empty side.
             self.base = price.saturating_sub(LADDER_TICKS / 2);
@@ -322,14 +330,21 @@ pub(crate) fn push_back(book: &mut SideBook, orders: &mut [Order], li: u32, oi: 
 
 /// Takes order `oi` out of its level queue; removes the level if it became empty.
 pub(crate) fn unlink(book: &mut SideBook, orders: &mut [Order], oi: u32) {
+    let Some(li) = book.level_at(orders[oi as usize].price) else {
+        debug_assert!(false, "unlinking an order whose level is missing");
+        return;
+    };
+    unlink_at(book, orders, oi, li);
+}
+
+/// `unlink` when the caller already holds the index `li` of the order's level.
+#[inline(always)]
+pub(crate) fn unlink_at(book: &mut SideBook, orders: &mut [Order], oi: u32, li: u32) {
     let (prev, next, price, visible) = {
         let o = &orders[oi as usize];
         (o.prev, o.next, o.price, o.visible)
     };
-    let Some(li) = book.level_at(price) else {
-        debug_assert!(false, "unlinking an order whose level is missing");
-        return;
-    };
+    debug_assert_eq!(book.levels[li as usize].price, price);
     let level = &mut book.levels[li as usize];
     if prev == NIL {
         level.head = next;

@@ -26,7 +26,7 @@ use crate::command::{
     MarketConfig, MarketId, MarketPhase, NewOrder, OrderId, OrderType, PostOnly, PriceTicks,
     QtyLots, RejectCode, Side, TimeInForce, TimeUs,
 };
-use crate::ids::OrderIndex;
+use crate::ids::{AccountIndex, OrderIndex};
 use crate::limits::{
     ACCOUNTS_MAX, ASSETS_MAX, MARKETS_MAX, OPEN_ORDERS_PER_ACCOUNT_MAX, ORDERS_MAX,
     PRICE_LEVELS_PER_SIDE_MAX, STOP_ORDERS_PER_MARKET_MAX,
@@ -88,10 +88,12 @@ pub(crate) struct Account {
     pub touched_epoch: u64,
     pub touched_mask: u32,
     pub open_orders: u32,
-    /// Ids of the account's resting orders and stops in id (= placement) order, for mass
-    /// cancel and queries (at most `OPEN_ORDERS_PER_ACCOUNT_MAX`). A flat list rather than
-    /// links through the orders: closing an order then touches this one buffer instead of
-    /// two other orders' records (two cache misses).
+    /// Ids of the account's resting orders and stops, in no particular order (readers that
+    /// need id order sort: mass cancel, `orders_of`), for mass cancel and queries (at most
+    /// `OPEN_ORDERS_PER_ACCOUNT_MAX`). A flat list rather than links through the orders:
+    /// closing an order then touches this one buffer instead of two other orders' records
+    /// (two cache misses); unsorted, so that a close is a short scan and a `swap_remove`
+    /// rather than a binary search and a `memmove` of the tail.
     pub order_ids: Vec<OrderId>,
     pub bal: [Balance; ASSETS_MAX],
 }
@@ -149,21 +151,36 @@ impl Market {
         ]
     }
 
-    /// Whether `price` is outside the band around the reference price.
+    /// Whether `price` is outside the band around the reference price. In u64 when both
+    /// products fit (always, for prices within `PRICE_TICKS_MAX`), else in u128.
+    #[inline(always)]
     pub fn outside_band(&self, price: PriceTicks) -> bool {
-        let r = self.reference_price as u128;
-        if self.cfg.band_bps == 0 || r == 0 {
+        let r = self.reference_price;
+        let band = u64::from(self.cfg.band_bps);
+        if band == 0 || r == 0 {
             return false;
         }
-        let diff = (price as u128).abs_diff(r);
-        diff * 10_000 > self.cfg.band_bps as u128 * r
+        let diff = price.abs_diff(r);
+        if let (Some(lhs), Some(rhs)) = (diff.checked_mul(10_000), band.checked_mul(r)) {
+            return lhs > rhs;
+        }
+        u128::from(diff) * 10_000 > u128::from(band) * u128::from(r)
     }
 
     /// Funds an order of `qty` lots at `price` holds: quote (notional plus the highest fee
     /// it could pay) for a buy, base for a sell. None if it does not fit in u64.
+    #[inline]
     pub fn hold_for(&self, side: Side, price: PriceTicks, qty: QtyLots) -> Option<AmountMinor> {
         match side {
             Side::Buy => {
+                // In u64 when the notional and its fee fit (real orders), else in u128.
+                if let Some(n) = price
+                    .checked_mul(qty)
+                    .and_then(|pq| pq.checked_mul(self.tick_value))
+                    && let Some(nb) = n.checked_mul(self.hold_fee_bps)
+                {
+                    return n.checked_add(nb / 10_000);
+                }
                 let n = price as u128 * qty as u128 * self.tick_value as u128;
                 let total = n + bps_of(n, self.hold_fee_bps);
                 u64::try_from(total).ok()
@@ -232,7 +249,7 @@ pub struct Engine {
     /// The last (market id, index) `market_idx` found.
     pub(crate) market_cache: Option<(MarketId, u32)>,
     pub(crate) accounts: Vec<Account>,
-    pub(crate) account_index: IdMap<u32>,
+    pub(crate) account_index: AccountIndex,
     pub(crate) orders: Vec<Order>,
     pub(crate) free_orders: Vec<u32>,
     pub(crate) order_index: OrderIndex,
@@ -288,7 +305,7 @@ impl Engine {
             market_index: IdMap::default(),
             market_cache: None,
             accounts: Vec::new(),
-            account_index: IdMap::default(),
+            account_index: AccountIndex::default(),
             orders: Vec::new(),
             free_orders: Vec::new(),
             order_index: OrderIndex::default(),
@@ -393,6 +410,7 @@ impl Engine {
 
     /// Every open order (resting or untriggered stop) of `account`, by id, with its market.
     pub fn orders_of(&self, account: AccountId) -> Vec<(MarketId, crate::state::OrderRecord)> {
+        // The owner's list is unsorted (`Account::order_ids`).
         let mut v = Vec::new();
         if let Some(&ai) = self.account_index.get(&account) {
             for id in &self.accounts[ai as usize].order_ids {
@@ -405,6 +423,7 @@ impl Engine {
                 }
             }
         }
+        v.sort_unstable_by_key(|(_, r)| r.order_id);
         v
     }
 
@@ -587,34 +606,11 @@ impl Engine {
     }
 
     /// Records the balance before its first change in the open market-data batch.
-    #[inline]
-    pub(crate) fn touch_balance(&mut self, ai: u32, asset: AssetId) {
-        self.touch_balances(ai, [asset, asset]);
-    }
-
-    /// Records two balances of one account (a trade's base and quote; the same asset twice
-    /// records it once) before their first change in the open batch: one epoch check for both.
     #[inline(always)]
-    pub(crate) fn touch_balances(&mut self, ai: u32, assets: [AssetId; 2]) {
-        if !self.market_data {
-            return;
-        }
-        let a = &mut self.accounts[ai as usize];
-        if a.touched_epoch != self.md_epoch {
-            a.touched_epoch = self.md_epoch;
-            a.touched_mask = 0;
-        }
-        for asset in assets {
-            let bit = 1u32 << asset;
-            if a.touched_mask & bit == 0 {
-                a.touched_mask |= bit;
-                self.touched_balances.push(TouchedBalance {
-                    account: a.id,
-                    ai,
-                    asset,
-                    before: a.bal[asset as usize],
-                });
-            }
+    pub(crate) fn touch_balance(&mut self, ai: u32, asset: AssetId) {
+        if self.market_data {
+            let a = &mut self.accounts[ai as usize];
+            record_balance(a, ai, asset, self.md_epoch, &mut self.touched_balances);
         }
     }
 
@@ -666,23 +662,30 @@ impl Engine {
         Ok(())
     }
 
-    /// Moves `amount` of `asset` from available to held.
+    /// Moves `amount` of `asset` from available to held. The account is indexed once for the
+    /// market-data record and the change (as in `release` and `trade`).
     #[inline(always)]
     pub(crate) fn hold(&mut self, ai: u32, asset: AssetId, amount: u64) {
-        self.touch_balance(ai, asset);
-        let b = &mut self.accounts[ai as usize].bal[asset as usize];
+        let a = &mut self.accounts[ai as usize];
+        if self.market_data {
+            record_balance(a, ai, asset, self.md_epoch, &mut self.touched_balances);
+        }
+        let b = &mut a.bal[asset as usize];
         b.available -= amount;
         b.held += amount;
     }
 
     /// Moves `amount` of `asset` from held back to available.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn release(&mut self, ai: u32, asset: AssetId, amount: u64) {
         if amount == 0 {
             return;
         }
-        self.touch_balance(ai, asset);
-        let b = &mut self.accounts[ai as usize].bal[asset as usize];
+        let a = &mut self.accounts[ai as usize];
+        if self.market_data {
+            record_balance(a, ai, asset, self.md_epoch, &mut self.touched_balances);
+        }
+        let b = &mut a.bal[asset as usize];
         b.held -= amount;
         b.available += amount;
     }
@@ -727,7 +730,7 @@ impl Engine {
     /// (call before changing it; a level created later in the batch starts from zero). Returns the
     /// level's index, if it exists, to spare the caller a second lookup. Inlined, so that a
     /// replay, which records nothing, drops the lookup where the caller ignores it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn touch_level(&mut self, mi: u32, side: Side, price: PriceTicks) -> Option<u32> {
         let epoch = self.md_epoch;
         let market_data = self.market_data;
@@ -758,6 +761,32 @@ impl Engine {
             count,
         });
         book_level
+    }
+
+    /// `touch_level` for a level that exists and whose index the caller already holds (the
+    /// best level in matching, a resting order's level): no ladder lookup.
+    #[inline(always)]
+    pub(crate) fn touch_level_at(&mut self, mi: u32, side: Side, li: u32) {
+        if !self.market_data {
+            return;
+        }
+        let epoch = self.md_epoch;
+        let m = &mut self.markets[mi as usize];
+        let market = m.cfg.market;
+        let l = &mut m.book_mut(side).levels[li as usize];
+        if l.touched_epoch == epoch {
+            return;
+        }
+        l.touched_epoch = epoch;
+        let (price, qty, count) = (l.price, l.visible, l.count);
+        self.touched_levels.push(TouchedLevel {
+            market,
+            mi,
+            side,
+            price,
+            qty,
+            count,
+        });
     }
 
     fn create_market(&mut self, cfg: MarketConfig, out: &mut Vec<Event>) -> Result<(), RejectCode> {
@@ -814,9 +843,23 @@ impl Engine {
         // Everything below changes state: every refusal happened above.
         let ai = checked.ai;
         self.touch_market(mi);
-        let m = &self.markets[mi as usize];
-        let asset = m.hold_asset(o.side);
-        self.hold(ai, asset, checked.hold);
+        // The hold and the owner's open-order count in one index of the account.
+        {
+            let a = &mut self.accounts[ai as usize];
+            if self.market_data {
+                record_balance(
+                    a,
+                    ai,
+                    checked.asset,
+                    self.md_epoch,
+                    &mut self.touched_balances,
+                );
+            }
+            let b = &mut a.bal[checked.asset as usize];
+            b.available -= checked.hold;
+            b.held += checked.hold;
+            a.open_orders += 1;
+        }
         let id = self.next_order_id;
         self.next_order_id += 1;
         let order = Order {
@@ -1045,28 +1088,31 @@ impl Engine {
         if acct.open_orders >= OPEN_ORDERS_PER_ACCOUNT_MAX {
             return Err(R::TooManyOpenOrders);
         }
-        if acct.bal[m.hold_asset(o.side) as usize].available < hold {
+        let asset = m.hold_asset(o.side);
+        if acct.bal[asset as usize].available < hold {
             return Err(R::InsufficientFunds);
         }
-        Ok(CheckedOrder { ai, price, hold })
+        Ok(CheckedOrder {
+            ai,
+            price,
+            hold,
+            asset,
+        })
     }
 
-    /// Appends the id of order `oi` (resting or a stop) to its owner's list. Ids only grow,
-    /// so the list stays in id order.
+    /// Appends the id of order `oi` (resting or a stop) to its owner's list.
+    #[inline(always)]
     pub(crate) fn list_order(&mut self, ai: u32, oi: u32) {
         let o = &mut self.orders[oi as usize];
         o.listed = true;
-        let ids = &mut self.accounts[ai as usize].order_ids;
-        debug_assert!(ids.last().is_none_or(|last| *last < o.id));
-        ids.push(o.id);
+        self.accounts[ai as usize].order_ids.push(o.id);
     }
 
-    /// Puts an order into the slab and the id index, and counts it for its owner (the
-    /// caller lists it with `list_order` once it rests or waits as a stop; an incoming
+    /// Puts an order into the slab and the id index (the caller has counted it for its
+    /// owner, and lists it with `list_order` once it rests or waits as a stop; an incoming
     /// order that is gone by the end of the command is never listed).
     fn alloc_order(&mut self, order: Order) -> u32 {
         let id = order.id;
-        let ai = order.acct;
         let oi = match self.free_orders.pop() {
             Some(i) => {
                 self.orders[i as usize] = order;
@@ -1081,12 +1127,12 @@ impl Engine {
             }
         };
         self.order_index.insert(id, oi);
-        self.accounts[ai as usize].open_orders += 1;
         oi
     }
 
     /// Takes a closed order (not resting, no stop entry, hold already zero or released)
     /// out of the slab, the index, the expiry set and its owner's list.
+    #[inline(always)]
     pub(crate) fn free_order(&mut self, oi: u32) {
         let (id, ai, tif, exp, listed) = {
             let o = &self.orders[oi as usize];
@@ -1099,8 +1145,8 @@ impl Engine {
         self.order_index.remove(&id);
         if listed {
             let ids = &mut self.accounts[ai as usize].order_ids;
-            if let Ok(pos) = ids.binary_search(&id) {
-                ids.remove(pos);
+            if let Some(pos) = ids.iter().rposition(|x| *x == id) {
+                ids.swap_remove(pos);
             }
         }
         self.accounts[ai as usize].open_orders -= 1;
@@ -1108,31 +1154,32 @@ impl Engine {
     }
 
     /// Puts an order at the back of its price level.
+    #[inline(always)]
     pub(crate) fn rest(&mut self, oi: u32) {
-        let (mi, side, price, qty, peak, tif, exp, id) = {
-            let o = &self.orders[oi as usize];
-            (
-                o.market,
-                o.side,
-                o.price,
-                o.qty,
-                o.peak,
-                o.tif,
-                o.expire_time_us,
-                o.id,
-            )
+        let (mi, side, price, tif, exp, id) = {
+            let o = &mut self.orders[oi as usize];
+            o.visible = if o.peak > 0 { o.peak.min(o.qty) } else { o.qty };
+            (o.market, o.side, o.price, o.tif, o.expire_time_us, o.id)
         };
-        self.touch_level(mi, side, price);
-        let (epoch, market_data) = (self.md_epoch, self.market_data);
-        let o = &mut self.orders[oi as usize];
-        o.visible = if peak > 0 { peak.min(qty) } else { qty };
-        let book = self.markets[mi as usize].book_mut(side);
+        // One lookup: the level is found or created first, then recorded as `touch_level`
+        // would have before the change (a new level records a zero aggregate, as an absent
+        // one does); the market is indexed once for both.
+        let (market_data, epoch) = (self.market_data, self.md_epoch);
+        let m = &mut self.markets[mi as usize];
+        let market = m.cfg.market;
+        let book = m.book_mut(side);
         let li = book.level_or_insert(price);
-        // Marked as recorded (by `touch_level` just above) only where it was: a replay
-        // records nothing, and a mark without a record would hide the level from the next
-        // batch's market data.
-        if market_data {
-            book.levels[li as usize].touched_epoch = epoch;
+        let l = &mut book.levels[li as usize];
+        if market_data && l.touched_epoch != epoch {
+            l.touched_epoch = epoch;
+            self.touched_levels.push(TouchedLevel {
+                market,
+                mi,
+                side,
+                price,
+                qty: l.visible,
+                count: l.count,
+            });
         }
         crate::book::push_back(book, &mut self.orders, li, oi);
         if tif == TimeInForce::Gtd {
@@ -1142,8 +1189,12 @@ impl Engine {
 
     /// Closes an open order (resting, stop, or incoming), releasing its hold.
     pub(crate) fn cancel_order(&mut self, oi: u32, reason: CancelReason, out: &mut Vec<Event>) {
+        // The order's hold is zeroed and the market's fields read up front, each record
+        // indexed once.
         let (mi, side, price, resting, id, account, qty, hold, ai, otype, stop) = {
-            let o = &self.orders[oi as usize];
+            let o = &mut self.orders[oi as usize];
+            let hold = o.hold;
+            o.hold = 0;
             (
                 o.market,
                 o.side,
@@ -1152,17 +1203,24 @@ impl Engine {
                 o.id,
                 o.account,
                 o.qty,
-                o.hold,
+                hold,
                 o.acct,
                 o.order_type,
                 o.stop_price,
             )
         };
+        let (asset, market) = {
+            let m = &self.markets[mi as usize];
+            (m.hold_asset(side), m.cfg.market)
+        };
         self.touch_market(mi);
         if resting {
-            self.touch_level(mi, side, price);
+            let li = self.touch_level(mi, side, price);
             let book = self.markets[mi as usize].book_mut(side);
-            crate::book::unlink(book, &mut self.orders, oi);
+            match li {
+                Some(li) => crate::book::unlink_at(book, &mut self.orders, oi, li),
+                None => crate::book::unlink(book, &mut self.orders, oi),
+            }
         } else if matches!(otype, OrderType::StopLimit | OrderType::StopMarket) {
             let m = &mut self.markets[mi as usize];
             match side {
@@ -1170,19 +1228,18 @@ impl Engine {
                 Side::Sell => m.sell_stops.remove(&(PriceTicks::MAX - stop, id)),
             };
         }
-        let asset = self.markets[mi as usize].hold_asset(side);
         self.release(ai, asset, hold);
-        self.orders[oi as usize].hold = 0;
         out.push(Event::OrderCancelled {
             order_id: id,
             account,
-            market: self.markets[mi as usize].cfg.market,
+            market,
             qty,
             reason,
         });
         self.free_order(oi);
     }
 
+    #[inline(always)]
     fn find_order(
         &self,
         account: AccountId,
@@ -1236,6 +1293,8 @@ impl Engine {
                 debug_assert!(false, "closed order {id} still listed");
             }
         }
+        // In id order: the owner's list is unsorted.
+        list.sort_unstable_by_key(|oi| self.orders[*oi as usize].id);
         for &oi in &list {
             self.cancel_order(oi, reason, out);
         }
@@ -1465,7 +1524,7 @@ impl Engine {
 
         let bals = &mut self.touched_balances;
         if sorted && bals.len() > 1 {
-            // (account, asset) pairs are distinct (`touch_balances` records each once per
+            // (account, asset) pairs are distinct (`record_balance` records each once per
             // batch).
             sort_small_by_key(bals, |t| (t.account, t.asset));
         }
@@ -1482,6 +1541,34 @@ impl Engine {
         }
         bals.clear();
         self.md_epoch += 1;
+    }
+}
+
+/// Records balance `asset` of account `a` (slot `ai`) in `list` before its first change in
+/// the batch `md_epoch` (the account's touch mark says which of its balances are recorded).
+/// A free function over the account and the list, so that callers holding the account
+/// borrowed index it once.
+#[inline(always)]
+pub(crate) fn record_balance(
+    a: &mut Account,
+    ai: u32,
+    asset: AssetId,
+    md_epoch: u64,
+    list: &mut Vec<TouchedBalance>,
+) {
+    if a.touched_epoch != md_epoch {
+        a.touched_epoch = md_epoch;
+        a.touched_mask = 0;
+    }
+    let bit = 1u32 << asset;
+    if a.touched_mask & bit == 0 {
+        a.touched_mask |= bit;
+        list.push(TouchedBalance {
+            account: a.id,
+            ai,
+            asset,
+            before: a.bal[asset as usize],
+        });
     }
 }
 
@@ -1519,6 +1606,8 @@ struct CheckedOrder {
     ai: u32,
     price: PriceTicks,
     hold: AmountMinor,
+    /// What the order holds: quote for a buy, base for a sell.
+    asset: AssetId,
 }
 
 pub(crate) fn new_market(cfg: MarketConfig) -> Market {

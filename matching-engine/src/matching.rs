@@ -16,12 +16,12 @@
 //!   closest to the reference price, then the lower price. Self-trade prevention does not
 //!   apply to the uncross, and both sides pay the maker fee.
 
-use crate::book::{NIL, push_back, unlink};
+use crate::book::{NIL, push_back, unlink, unlink_at};
 use crate::command::{
     AccountId, Aggressor, BandAction, CancelReason, Event, MarketPhase, OrderType, PriceTicks,
     QtyLots, Side, StpMode, TimeInForce,
 };
-use crate::engine::{Engine, bps_of, crosses};
+use crate::engine::{Engine, bps_of, crosses, record_balance};
 
 impl Engine {
     /// Whether an FOK order could trade its whole quantity now. Levels are counted in
@@ -146,8 +146,8 @@ impl Engine {
                 Side::Buy => (oi, mo),
                 Side::Sell => (mo, oi),
             };
-            self.trade(mi, buy, sell, best, q, aggressor, out);
-            self.after_fill(mo, out);
+            self.trade(mi, buy, sell, best, q, aggressor, Some((mo, li)), out);
+            self.after_fill(mo, Some(li), out);
         }
         let o = &self.orders[oi as usize];
         if o.qty == 0 {
@@ -164,8 +164,10 @@ impl Engine {
     }
 
     /// After a resting order traded or was reduced: remove it when empty, refill its peak
-    /// (at the back of the queue) when only the peak is used up.
-    fn after_fill(&mut self, oi: u32, out: &mut Vec<Event>) {
+    /// (at the back of the queue) when only the peak is used up. `li` is the index of its
+    /// level when the caller holds it (matching: the best level), else it is looked up.
+    #[inline(always)]
+    fn after_fill(&mut self, oi: u32, li: Option<u32>, out: &mut Vec<Event>) {
         let o = &self.orders[oi as usize];
         if !o.resting {
             return;
@@ -173,12 +175,15 @@ impl Engine {
         let (mi, side, qty, visible, peak, id) = (o.market, o.side, o.qty, o.visible, o.peak, o.id);
         if qty == 0 {
             let book = self.markets[mi as usize].book_mut(side);
-            unlink(book, &mut self.orders, oi);
+            match li {
+                Some(li) => unlink_at(book, &mut self.orders, oi, li),
+                None => unlink(book, &mut self.orders, oi),
+            }
             self.free_order(oi);
         } else if visible == 0 {
             let refill = if peak > 0 { peak.min(qty) } else { qty };
             let book = self.markets[mi as usize].book_mut(side);
-            let li = book.level_at(self.orders[oi as usize].price);
+            let li = li.or_else(|| book.level_at(self.orders[oi as usize].price));
             if let Some(li) = li {
                 if book.levels[li as usize].count > 1 {
                     unlink(book, &mut self.orders, oi);
@@ -236,7 +241,7 @@ impl Engine {
             if remaining == 0 {
                 self.cancel_order(oi, CancelReason::SelfTrade, out);
             } else {
-                self.after_fill(oi, out);
+                self.after_fill(oi, None, out);
             }
         }
     }
@@ -244,7 +249,11 @@ impl Engine {
     /// Settles one trade of `q` lots at `price` between the buy order `buy` and the sell
     /// order `sell`: moves base and quote, charges fees to the fee account, shrinks both
     /// orders and their holds. The buyer's hold released is never less than what it pays
-    /// (price <= its limit, fee bps <= the held fee bps, floor rounding of fees).
+    /// (price <= its limit, fee bps <= the held fee bps, floor rounding of fees). `maker`
+    /// is (order, level index) of the resting order when the caller holds its level, which
+    /// spares a ladder lookup; other resting orders' levels are looked up.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub(crate) fn trade(
         &mut self,
         mi: u32,
@@ -253,6 +262,7 @@ impl Engine {
         price: PriceTicks,
         q: QtyLots,
         aggressor: Aggressor,
+        maker: Option<(u32, u32)>,
         out: &mut Vec<Event>,
     ) {
         let m = &self.markets[mi as usize];
@@ -273,18 +283,8 @@ impl Engine {
         let notional = notional as u64;
         let base_amount = q * m.cfg.lot_size_base_minor;
         let market = m.cfg.market;
-        for oi in [buy, sell] {
-            let (resting, side, oprice) = {
-                let o = &self.orders[oi as usize];
-                (o.resting, o.side, o.price)
-            };
-            if resting && let Some(li) = self.touch_level(mi, side, oprice) {
-                self.markets[mi as usize].book_mut(side).levels[li as usize].visible -= q;
-            }
-            let o = &mut self.orders[oi as usize];
-            o.qty -= q;
-            o.visible = o.visible.saturating_sub(q);
-        }
+        self.fill_order(mi, buy, q, maker);
+        self.fill_order(mi, sell, q, maker);
         // Buyer: release the hold for q lots, pay notional + fee, receive base.
         let (b_ai, b_id, b_acc, b_rem, b_new_hold, b_release) = {
             let m = &self.markets[mi as usize];
@@ -298,25 +298,42 @@ impl Engine {
             "buy hold smaller than what the trade costs"
         );
         self.orders[buy as usize].hold = b_new_hold;
-        self.touch_balances(b_ai, [quote, base]);
+        // Each party's account is indexed once for its records and its changes.
+        let (market_data, md_epoch) = (self.market_data, self.md_epoch);
         {
-            let bq = &mut self.accounts[b_ai as usize].bal[quote as usize];
+            let a = &mut self.accounts[b_ai as usize];
+            if market_data {
+                record_balance(a, b_ai, quote, md_epoch, &mut self.touched_balances);
+                record_balance(a, b_ai, base, md_epoch, &mut self.touched_balances);
+            }
+            let bq = &mut a.bal[quote as usize];
             bq.held -= b_release;
             bq.available += b_release - pay;
+            a.bal[base as usize].available += base_amount;
         }
-        self.accounts[b_ai as usize].bal[base as usize].available += base_amount;
         // Seller: release and deliver q lots of base, receive notional - fee.
         let (s_ai, s_id, s_acc, s_rem) = {
             let o = &mut self.orders[sell as usize];
             o.hold -= base_amount;
             (o.acct, o.id, o.account, o.qty)
         };
-        self.touch_balances(s_ai, [base, quote]);
-        self.accounts[s_ai as usize].bal[base as usize].held -= base_amount;
-        self.accounts[s_ai as usize].bal[quote as usize].available += notional - sell_fee;
+        {
+            let a = &mut self.accounts[s_ai as usize];
+            if market_data {
+                record_balance(a, s_ai, base, md_epoch, &mut self.touched_balances);
+                record_balance(a, s_ai, quote, md_epoch, &mut self.touched_balances);
+            }
+            a.bal[base as usize].held -= base_amount;
+            a.bal[quote as usize].available += notional - sell_fee;
+        }
         let fee_ai = self.fee_acct;
-        self.touch_balance(fee_ai, quote);
-        self.accounts[fee_ai as usize].bal[quote as usize].available += buy_fee + sell_fee;
+        {
+            let a = &mut self.accounts[fee_ai as usize];
+            if market_data {
+                record_balance(a, fee_ai, quote, md_epoch, &mut self.touched_balances);
+            }
+            a.bal[quote as usize].available += buy_fee + sell_fee;
+        }
 
         self.markets[mi as usize].last_price = price;
         let trade_id = self.next_trade_id;
@@ -336,6 +353,32 @@ impl Engine {
             buy_remaining: b_rem,
             sell_remaining: s_rem,
         });
+    }
+
+    /// One side of a trade: takes `q` lots off order `oi` and, when it rests, off its level
+    /// (recorded for market data first). Inlined into `trade` twice, one per side, so that
+    /// neither copy loops.
+    #[inline(always)]
+    fn fill_order(&mut self, mi: u32, oi: u32, q: QtyLots, maker: Option<(u32, u32)>) {
+        let (resting, side, oprice) = {
+            let o = &self.orders[oi as usize];
+            (o.resting, o.side, o.price)
+        };
+        if resting {
+            let li = match maker {
+                Some((mo, li)) if mo == oi => {
+                    self.touch_level_at(mi, side, li);
+                    Some(li)
+                }
+                _ => self.touch_level(mi, side, oprice),
+            };
+            if let Some(li) = li {
+                self.markets[mi as usize].book_mut(side).levels[li as usize].visible -= q;
+            }
+        }
+        let o = &mut self.orders[oi as usize];
+        o.qty -= q;
+        o.visible = o.visible.saturating_sub(q);
     }
 
     /// Triggers and matches stops while the last trade price reaches them.
@@ -420,9 +463,9 @@ impl Engine {
             let q = left
                 .min(self.orders[b as usize].visible)
                 .min(self.orders[a as usize].visible);
-            self.trade(mi, b, a, price, q, Aggressor::Auction, out);
-            self.after_fill(b, out);
-            self.after_fill(a, out);
+            self.trade(mi, b, a, price, q, Aggressor::Auction, None, out);
+            self.after_fill(b, None, out);
+            self.after_fill(a, None, out);
             left -= q;
         }
         let m = &mut self.markets[mi as usize];
