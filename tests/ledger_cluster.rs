@@ -9,21 +9,18 @@
 mod common;
 
 use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::code_of;
-use rempart_consensus::cluster::{free_port, validator_seed};
-use rempart_consensus::config::ValidatorConfig;
+use common::validators::Net;
 use rempart_consensus::workload::Workload;
 use rempart_proto::v1 as pb;
 use rempart_proto::v1::validator_client::ValidatorClient;
 use settlement::codec::Writer;
 use settlement::ledger::Batch;
 use settlement::membership::GenesisConfig;
-use settlement::membership::fixture::Consortium;
 use settlement::replica::Replica;
 use settlement::store::BlockStore;
 use settlement::store::file::FileStore;
@@ -37,103 +34,6 @@ const CLIENT_TASKS: usize = 4;
 const KILLS: usize = 4;
 /// Generous: debug builds on a loaded CI machine. Waits end as soon as their condition holds.
 const WAIT: Duration = Duration::from_secs(180);
-
-struct Net {
-    dir: PathBuf,
-    api: Vec<String>,
-    children: Vec<Option<Child>>,
-}
-
-impl Net {
-    fn new(dir: &Path) -> Net {
-        let consortium = Consortium::new(VALIDATORS);
-        std::fs::write(
-            dir.join("genesis.json"),
-            serde_json::to_string_pretty(&consortium.genesis).unwrap(),
-        )
-        .unwrap();
-        let p2p: Vec<u16> = (0..VALIDATORS).map(|_| free_port().unwrap()).collect();
-        let api: Vec<String> = (0..VALIDATORS)
-            .map(|_| format!("127.0.0.1:{}", free_port().unwrap()))
-            .collect();
-        let addr = |port: u16| format!("/ip4/127.0.0.1/tcp/{port}");
-        for index in 0..VALIDATORS {
-            std::fs::write(
-                dir.join(format!("key-{}.hex", index + 1)),
-                hex::encode(validator_seed(index)),
-            )
-            .unwrap();
-            let config = serde_json::json!({
-                "validator_id": index as u64 + 1,
-                "key_file": format!("key-{}.hex", index + 1),
-                "genesis_file": "genesis.json",
-                "data_dir": format!("data-{}", index + 1),
-                "listen": addr(p2p[index]),
-                "peers": (0..VALIDATORS).filter(|j| *j != index).map(|j| addr(p2p[j])).collect::<Vec<_>>(),
-                "api_listen": api[index],
-                "block_entries_max": 400,
-            });
-            // The file is the validator binary's own format.
-            let parsed: ValidatorConfig = serde_json::from_value(config.clone()).unwrap();
-            assert_eq!(parsed.api_listen.as_deref(), Some(api[index].as_str()));
-            std::fs::write(
-                dir.join(format!("validator-{}.json", index + 1)),
-                config.to_string(),
-            )
-            .unwrap();
-        }
-        Net {
-            dir: dir.to_path_buf(),
-            api,
-            children: (0..VALIDATORS).map(|_| None).collect(),
-        }
-    }
-
-    fn start(&mut self, index: usize) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("log-{}.txt", index + 1)))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rempart"))
-            .arg("validator")
-            .arg("--config")
-            .arg(self.dir.join(format!("validator-{}.json", index + 1)))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.children[index] = Some(child);
-    }
-
-    fn kill(&mut self, index: usize) {
-        if let Some(mut child) = self.children[index].take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    fn log_tails(&self) -> String {
-        (0..VALIDATORS)
-            .map(|i| {
-                let text = std::fs::read_to_string(self.dir.join(format!("log-{}.txt", i + 1)))
-                    .unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = lines[lines.len().saturating_sub(10)..].join("\n");
-                format!("--- validator {} ---\n{tail}\n", i + 1)
-            })
-            .collect()
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for index in 0..VALIDATORS {
-            self.kill(index);
-        }
-    }
-}
 
 fn encode(batch: &Batch) -> Vec<u8> {
     let mut w = Writer::new();
@@ -192,7 +92,7 @@ async fn submit_until_committed(api: &[String], batch: &[u8]) {
 #[test]
 fn submitted_transfers_settle_once_everywhere_through_repeated_sigkills() {
     let dir = tempfile::tempdir().unwrap();
-    let mut net = Net::new(dir.path());
+    let mut net = Net::new(dir.path(), VALIDATORS, &[]);
     for index in 0..VALIDATORS {
         net.start(index);
     }

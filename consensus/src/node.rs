@@ -44,7 +44,7 @@ use settlement::ledger::{Batch, CreateTransferResult};
 use settlement::membership::{GenesisConfig, ValidatorId};
 use settlement::replica::{Replica, ReplicaError};
 use settlement::store::BlockStore;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
@@ -277,6 +277,37 @@ pub enum NodeError {
     },
 }
 
+/// Committed blocks read at most per [`RunningNode::read_blocks`] call.
+pub const READ_BLOCKS_MAX: usize = 64;
+/// Encoded bytes of the blocks one [`RunningNode::read_blocks`] call returns at most (the
+/// first block is returned whatever its size).
+pub const READ_BLOCKS_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Block reads waiting for the application loop at most; more are refused at once.
+const BLOCK_READS_QUEUED_MAX: usize = 64;
+
+/// A read of committed blocks, served by the application loop from its store.
+#[derive(Debug)]
+struct BlockRead {
+    from: u64,
+    max: usize,
+    reply: oneshot::Sender<Result<Vec<CommittedBlock>, String>>,
+}
+
+/// Why committed blocks could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadBlocksError {
+    /// Too many reads are waiting: retry later.
+    #[error("too many block reads are waiting")]
+    Busy,
+    /// The validator stopped.
+    #[error("the validator stopped")]
+    Stopped,
+    /// The store could not be read.
+    #[error("block store: {0}")]
+    Store(String),
+}
+
 /// A running validator.
 pub struct RunningNode {
     /// Its mempool.
@@ -287,6 +318,7 @@ pub struct RunningNode {
     pub metrics: Arc<NodeMetrics>,
     engine: EngineHandle,
     app: JoinHandle<Result<(), NodeError>>,
+    block_reads: mpsc::Sender<BlockRead>,
 }
 
 impl std::fmt::Debug for RunningNode {
@@ -309,6 +341,48 @@ impl RunningNode {
     /// True once the application loop ended (on a fatal error or shutdown).
     pub fn is_finished(&self) -> bool {
         self.app.is_finished()
+    }
+
+    /// A cheap handle that reads committed blocks (for clients following the chain).
+    pub fn block_reader(&self) -> BlockReader {
+        BlockReader {
+            tx: self.block_reads.clone(),
+        }
+    }
+}
+
+/// Reads this validator's committed blocks, with their commit certificates, from its store:
+/// what a consortium client (a gateway following the chain) pulls. Reads queue behind the
+/// application loop's other work, bounded.
+#[derive(Debug, Clone)]
+pub struct BlockReader {
+    tx: mpsc::Sender<BlockRead>,
+}
+
+impl BlockReader {
+    /// The committed blocks from height `from` on, at most `max` (capped at
+    /// [`READ_BLOCKS_MAX`]) and about [`READ_BLOCKS_BYTES_MAX`] encoded bytes; empty when
+    /// `from` is above the committed height.
+    pub async fn read_blocks(
+        &self,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<CommittedBlock>, ReadBlocksError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .try_send(BlockRead {
+                from: from.max(1),
+                max: max.clamp(1, READ_BLOCKS_MAX),
+                reply,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => ReadBlocksError::Busy,
+                mpsc::error::TrySendError::Closed(_) => ReadBlocksError::Stopped,
+            })?;
+        answer
+            .await
+            .map_err(|_| ReadBlocksError::Stopped)?
+            .map_err(ReadBlocksError::Store)
     }
 }
 
@@ -489,13 +563,15 @@ where
         status: status_tx,
         metrics: Arc::clone(&metrics),
     };
-    let app = tokio::spawn(app.run(channels));
+    let (block_reads, block_reads_rx) = mpsc::channel(BLOCK_READS_QUEUED_MAX);
+    let app = tokio::spawn(app.run(channels, block_reads_rx));
     Ok(RunningNode {
         mempool,
         status,
         metrics,
         engine,
         app,
+        block_reads,
     })
 }
 
@@ -642,8 +718,24 @@ struct App<S: BlockStore> {
 }
 
 impl<S: BlockStore> App<S> {
-    async fn run(mut self, mut channels: Channels<LedgerContext>) -> Result<(), NodeError> {
-        while let Some(msg) = channels.consensus.recv().await {
+    async fn run(
+        mut self,
+        mut channels: Channels<LedgerContext>,
+        mut block_reads: mpsc::Receiver<BlockRead>,
+    ) -> Result<(), NodeError> {
+        loop {
+            let msg = tokio::select! {
+                msg = channels.consensus.recv() => match msg {
+                    Some(msg) => msg,
+                    None => break,
+                },
+                Some(read) = block_reads.recv() => {
+                    // Store reads may block (PostgreSQL): outside the async context.
+                    let blocks = tokio::task::block_in_place(|| self.read_blocks(read.from, read.max));
+                    let _ = read.reply.send(blocks);
+                    continue;
+                }
+            };
             if let Err(error) = self.handle(msg, &channels).await {
                 error!(%error, moniker = %self.options.moniker, "validator stops");
                 self.status
@@ -1172,11 +1264,37 @@ impl<S: BlockStore> App<S> {
         }
         // Verdicts were reached against the previous state.
         self.validity.clear();
+        // The status first: a submitter woken by the mempool then reads a height that
+        // includes its batch.
+        self.publish_status();
         self.mempool.remove_committed(&batches, Instant::now());
         self.undecided.remove(&certificate.value_id);
         debug!(moniker = %self.options.moniker, height, "committed");
-        self.publish_status();
         Ok(())
+    }
+
+    /// Committed blocks `from..` for a [`BlockReader`]: at most `max` and about
+    /// [`READ_BLOCKS_BYTES_MAX`] encoded bytes.
+    fn read_blocks(&self, from: u64, max: usize) -> Result<Vec<CommittedBlock>, String> {
+        let end = self
+            .replica
+            .height()
+            .min(from.saturating_add(max as u64).saturating_sub(1));
+        let mut blocks = Vec::new();
+        let mut bytes = 0usize;
+        for height in from..=end {
+            let committed = self
+                .replica
+                .store()
+                .read(height)
+                .map_err(|e| format!("height {height}: {e}"))?;
+            bytes += committed.encode().len();
+            if !blocks.is_empty() && bytes > READ_BLOCKS_BYTES_MAX {
+                break;
+            }
+            blocks.push(committed);
+        }
+        Ok(blocks)
     }
 
     fn decided_values(&self, start: u64, end: u64) -> Vec<RawDecidedValue<LedgerContext>> {

@@ -155,6 +155,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let running = node::start(NodeOptions {
             otlp_endpoint: None,
             postgres_url: None,
+            consortium: None,
             listen: "127.0.0.1:0".parse()?,
             metrics_listen: "127.0.0.1:0".parse()?,
             data_dir: dir.path().to_path_buf(),

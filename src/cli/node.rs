@@ -42,6 +42,18 @@ pub struct DemoArgs {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` is read when this is absent.
     #[arg(long)]
     pub otlp_endpoint: Option<String>,
+    /// Settle on a consortium ledger instead of the node's own: its genesis file (which must
+    /// list this node's gate key; see --print-gate-key). With --consortium-validators.
+    #[arg(long, requires = "consortium_validators")]
+    pub consortium_genesis: Option<PathBuf>,
+    /// The consortium validators' API addresses (`rempart validator`'s `api_listen`),
+    /// comma-separated.
+    #[arg(long, value_delimiter = ',', requires = "consortium_genesis")]
+    pub consortium_validators: Vec<String>,
+    /// Print this node's compliance gate key (hex; created in the data directory if new) and
+    /// exit: what a consortium lists in its genesis `gate_keys`.
+    #[arg(long)]
+    pub print_gate_key: bool,
 }
 
 /// `rempart node` options.
@@ -50,6 +62,16 @@ pub struct NodeArgs {
     /// TOML configuration file (environment variables REMPART_* override it).
     #[arg(long)]
     pub config: PathBuf,
+    /// Print the node's compliance gate key (hex; created in its data directory if new) and
+    /// exit: what a consortium lists in its genesis `gate_keys`.
+    #[arg(long)]
+    pub print_gate_key: bool,
+}
+
+fn print_gate_key(data_dir: &std::path::Path, demo: bool) -> anyhow::Result<()> {
+    let key = node::compliance::gate_public_key_of(data_dir, demo, &|k| std::env::var(k).ok())?;
+    println!("{}", hex::encode(key));
+    Ok(())
 }
 
 fn serve(options: NodeOptions) -> anyhow::Result<()> {
@@ -77,6 +99,20 @@ fn serve(options: NodeOptions) -> anyhow::Result<()> {
 
 /// Runs the demo node until SIGTERM or ctrl-c.
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    if args.print_gate_key {
+        return print_gate_key(&args.data_dir, true);
+    }
+    let consortium = match args.consortium_genesis {
+        Some(genesis_file) => {
+            let options = node::consortium::ConsortiumOptions {
+                genesis_file,
+                validators: args.consortium_validators,
+            };
+            options.validate()?;
+            Some(options)
+        }
+        None => None,
+    };
     let tls = args.tls_cert.map(|cert| TlsFiles {
         cert,
         key: args.tls_key.unwrap_or_default(),
@@ -96,6 +132,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         custody_pkcs11: None,
         otlp_endpoint: args.otlp_endpoint,
         postgres_url: None,
+        consortium,
     })
 }
 
@@ -103,6 +140,12 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
 pub fn node(args: NodeArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.config)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
+    if args.print_gate_key {
+        // Before the consortium's genesis exists (it is made with this key): only the data
+        // directory is read.
+        let data_dir = node::config::data_dir_of(&text, &|k| std::env::var(k).ok())?;
+        return print_gate_key(&data_dir, false);
+    }
     match node::config::load_launch(&text, &|k| std::env::var(k).ok())? {
         node::config::Launch::Gateway(options) => serve(*options),
         node::config::Launch::Validator(config) => {

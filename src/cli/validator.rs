@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rempart_consensus::config::ValidatorConfig;
 use rempart_consensus::mempool::{Mempool, SubmitRefusal, batch_id};
-use rempart_consensus::node::NodeStatus;
+use rempart_consensus::node::{BlockReader, NodeStatus, READ_BLOCKS_MAX, ReadBlocksError};
 use rempart_consensus::runner;
 use rempart_proto::v1 as pb;
 use settlement::codec::Reader;
@@ -49,6 +49,10 @@ pub mod codes {
     pub const BATCH_TOO_LARGE: u32 = 9104;
     /// `wait_ms` above [`super::WAIT_MS_MAX`].
     pub const WAIT_OUT_OF_RANGE: u32 = 9105;
+    /// Too many block reads are waiting on this validator: retry later.
+    pub const BLOCKS_BUSY: u32 = 9106;
+    /// The validator stopped or cannot read its block store.
+    pub const BLOCKS_UNAVAILABLE: u32 = 9107;
     /// Added to settlement's result code of a transfer refused for want of authority at
     /// submission (9116 gate decision missing, 9117 gate key unknown, 9118 gate signature
     /// invalid, 9119 signature missing).
@@ -89,6 +93,7 @@ pub struct ValidatorSvc {
     mempool: Arc<Mempool>,
     status: watch::Receiver<NodeStatus>,
     gate: Arc<Preverifier>,
+    blocks: BlockReader,
 }
 
 impl std::fmt::Debug for ValidatorSvc {
@@ -195,6 +200,7 @@ impl pb::validator_server::Validator for ValidatorSvc {
         Ok(Response::new(pb::SubmitBatchResponse {
             batch_id: hex::encode(id),
             committed,
+            height: self.status.borrow().height,
         }))
     }
 
@@ -209,6 +215,41 @@ impl pb::validator_server::Validator for ValidatorSvc {
             state_hash: hex::encode(status.state_hash),
             head_hash: hex::encode(status.head_hash),
             transfers: status.transfers as u64,
+        }))
+    }
+
+    async fn get_blocks(
+        &self,
+        request: Request<pb::GetBlocksRequest>,
+    ) -> Result<Response<pb::GetBlocksResponse>, Status> {
+        let request = request.into_inner();
+        let max = match request.max_blocks {
+            0 => READ_BLOCKS_MAX,
+            n => n as usize,
+        };
+        let blocks = self
+            .blocks
+            .read_blocks(request.from_height, max)
+            .await
+            .map_err(|error| match error {
+                ReadBlocksError::Busy => refusal(
+                    Code::ResourceExhausted,
+                    codes::BLOCKS_BUSY,
+                    "BLOCKS_BUSY",
+                    error.to_string(),
+                    "",
+                ),
+                other => refusal(
+                    Code::Unavailable,
+                    codes::BLOCKS_UNAVAILABLE,
+                    "BLOCKS_UNAVAILABLE",
+                    other.to_string(),
+                    "",
+                ),
+            })?;
+        Ok(Response::new(pb::GetBlocksResponse {
+            blocks: blocks.iter().map(|b| b.encode()).collect(),
+            height: self.status.borrow().height,
         }))
     }
 }
@@ -241,6 +282,7 @@ pub fn run(args: ValidatorArgs) -> anyhow::Result<()> {
                     &genesis.gate_keys,
                     Arc::new(SignatureCache::with_capacity(1)),
                 )),
+                blocks: running.block_reader(),
             };
             let listener = tokio::net::TcpListener::bind(addr)
                 .await

@@ -553,6 +553,63 @@ fn demo_identity(name: &str) -> String {
     format!("{first} Demo")
 }
 
+/// The compliance key store's passphrase from `env`: a demo node falls back to the public demo
+/// passphrase (with a warning); any other node refuses to start without one.
+fn gate_passphrase(
+    demo: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<hsm::SecretBytes> {
+    match env(PASSPHRASE_ENV) {
+        Some(p) if !p.is_empty() => Ok(hsm::SecretBytes::new(p.into_bytes())),
+        _ if demo => {
+            tracing::warn!(
+                "{PASSPHRASE_ENV} is not set: the demo's key store uses a fixed, public \
+                 passphrase; NOT FOR PRODUCTION"
+            );
+            Ok(hsm::SecretBytes::new(DEMO_PASSPHRASE.as_bytes().to_vec()))
+        }
+        _ => anyhow::bail!(
+            "{PASSPHRASE_ENV} must be set: it protects the compliance gate's signing key"
+        ),
+    }
+}
+
+/// Opens (creating) `<data_dir>/compliance/keys` and the gate's Ed25519 key in it.
+fn open_gate_keys(
+    data_dir: &Path,
+    passphrase: hsm::SecretBytes,
+) -> anyhow::Result<Arc<dyn hsm::KeyStore>> {
+    let dir = data_dir.join("compliance");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("compliance directory {}: {e}", dir.display()))?;
+    let keys: Arc<dyn hsm::KeyStore> = Arc::new(
+        hsm::software::SoftwareKeyStore::open(dir.join("keys"), &passphrase)
+            .map_err(|e| anyhow::anyhow!("compliance key store: {e}"))?,
+    );
+    if keys.public_key(GATE_KEY_LABEL).is_err() {
+        keys.generate_key(GATE_KEY_LABEL, hsm::KeyAlgorithm::Ed25519)
+            .map_err(|e| anyhow::anyhow!("generating the gate key: {e}"))?;
+    }
+    Ok(keys)
+}
+
+/// The compliance gate's Ed25519 public key of the node whose data directory is `data_dir`
+/// (created if the node has none yet): what a consortium lists in its genesis `gate_keys`.
+pub fn gate_public_key_of(
+    data_dir: &Path,
+    demo: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<[u8; 32]> {
+    let keys = open_gate_keys(data_dir, gate_passphrase(demo, env)?)?;
+    let key = keys
+        .public_key(GATE_KEY_LABEL)
+        .map_err(|e| anyhow::anyhow!("the gate key: {e}"))?;
+    key.bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the gate key is not an Ed25519 key"))
+}
+
 impl Compliance {
     /// Opens everything under `data_dir` (see the module docs); `env` reads the environment.
     pub async fn open(
@@ -561,32 +618,10 @@ impl Compliance {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Compliance> {
         let dir = data_dir.join("compliance");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| anyhow::anyhow!("compliance directory {}: {e}", dir.display()))?;
-        let passphrase = match env(PASSPHRASE_ENV) {
-            Some(p) if !p.is_empty() => hsm::SecretBytes::new(p.into_bytes()),
-            _ if demo => {
-                tracing::warn!(
-                    "{PASSPHRASE_ENV} is not set: the demo's key store uses a fixed, public \
-                     passphrase; NOT FOR PRODUCTION"
-                );
-                hsm::SecretBytes::new(DEMO_PASSPHRASE.as_bytes().to_vec())
-            }
-            _ => anyhow::bail!(
-                "{PASSPHRASE_ENV} must be set: it protects the compliance gate's signing key"
-            ),
+        let keys = {
+            let (data_dir, passphrase) = (data_dir.to_path_buf(), gate_passphrase(demo, env)?);
+            tokio::task::spawn_blocking(move || open_gate_keys(&data_dir, passphrase)).await??
         };
-        let key_dir = dir.join("keys");
-        let keys = tokio::task::spawn_blocking(move || {
-            hsm::software::SoftwareKeyStore::open(&key_dir, &passphrase)
-        })
-        .await?
-        .map_err(|e| anyhow::anyhow!("compliance key store: {e}"))?;
-        let keys: Arc<dyn hsm::KeyStore> = Arc::new(keys);
-        if keys.public_key(GATE_KEY_LABEL).is_err() {
-            keys.generate_key(GATE_KEY_LABEL, hsm::KeyAlgorithm::Ed25519)
-                .map_err(|e| anyhow::anyhow!("generating the gate key: {e}"))?;
-        }
 
         let db = match env(POSTGRES_ENV) {
             Some(url) if !url.is_empty() => {

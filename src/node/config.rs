@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::consortium::ConsortiumOptions;
 use super::gateway::RateLimits;
 use super::{NodeOptions, TlsFiles};
 
@@ -37,6 +38,18 @@ pub struct FileConfig {
     pub otlp_endpoint: Option<String>,
     pub tls: Option<TlsConfig>,
     pub limits: Option<LimitsConfig>,
+    /// Settle on a consortium ledger (its validators' API) instead of the node's own
+    /// single-validator ledger.
+    pub consortium: Option<ConsortiumConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsortiumConfig {
+    /// The consortium's genesis file (it must list this node's gate key).
+    pub genesis_file: Option<PathBuf>,
+    /// Each validator's client API address (`host:port`).
+    pub validators: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -88,6 +101,7 @@ pub fn load_launch(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::
         ("pkcs11_module", c.pkcs11_module.is_some()),
         ("tls", c.tls.is_some()),
         ("limits", c.limits.is_some()),
+        ("consortium", c.consortium.is_some()),
     ];
     if let Some((key, _)) = gateway_only.iter().find(|(_, set)| *set) {
         anyhow::bail!(
@@ -98,6 +112,16 @@ pub fn load_launch(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::
         anyhow::bail!("validator_config {} does not exist", config.display());
     }
     Ok(Launch::Validator(config))
+}
+
+/// The gateway's data directory alone (`REMPART_DATA_DIR` overriding the file's), without
+/// validating the rest.
+pub fn data_dir_of(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<PathBuf> {
+    let c: FileConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    env("REMPART_DATA_DIR")
+        .map(PathBuf::from)
+        .or(c.data_dir)
+        .ok_or_else(|| anyhow::anyhow!("data_dir is required"))
 }
 
 /// Reads, overrides from `env` (name → value) and validates a gateway configuration.
@@ -129,6 +153,32 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<
     if let Some(v) = env("REMPART_OTLP_ENDPOINT") {
         c.otlp_endpoint = Some(v);
     }
+    let mut consortium = c.consortium.take().unwrap_or_default();
+    if let Some(v) = env("REMPART_CONSORTIUM_GENESIS") {
+        consortium.genesis_file = Some(v.into());
+    }
+    if let Some(v) = env("REMPART_CONSORTIUM_VALIDATORS") {
+        consortium.validators = Some(
+            v.split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(String::from)
+                .collect(),
+        );
+    }
+    let consortium = match (consortium.genesis_file, consortium.validators) {
+        (None, None) => None,
+        (Some(genesis_file), Some(validators)) => {
+            let options = ConsortiumOptions {
+                genesis_file,
+                validators,
+            };
+            options.validate()?;
+            Some(options)
+        }
+        (None, Some(_)) => anyhow::bail!("consortium.validators needs consortium.genesis_file"),
+        (Some(_), None) => anyhow::bail!("consortium.genesis_file needs consortium.validators"),
+    };
     if let Some(v) = env("REMPART_TLS_CERT") {
         tls.cert = Some(v.into());
     }
@@ -227,6 +277,7 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<
         otlp_endpoint: c.otlp_endpoint,
         custody_pkcs11,
         postgres_url: c.postgres_url.map(super::compliance::DbUrl),
+        consortium,
     })
 }
 
@@ -255,6 +306,50 @@ mod tests {
             pg.postgres_url.map(|u| u.0).as_deref(),
             Some("postgres://kyc:pw@h/db")
         );
+    }
+
+    #[test]
+    fn a_consortium_section_settles_the_gateway_on_the_validators() {
+        let dir = tempfile::tempdir().unwrap();
+        let genesis = dir.path().join("genesis.json");
+        std::fs::write(&genesis, "{}").unwrap();
+        let text = format!(
+            "data_dir = \"/x\"\n[consortium]\ngenesis_file = {genesis:?}\nvalidators = [\"127.0.0.1:7001\", \"127.0.0.1:7002\"]\n"
+        );
+        let c = load(&text, &no_env).unwrap().consortium.unwrap();
+        assert_eq!(c.genesis_file, genesis);
+        assert_eq!(c.validators, ["127.0.0.1:7001", "127.0.0.1:7002"]);
+        let env = |k: &str| {
+            (k == "REMPART_CONSORTIUM_VALIDATORS").then(|| "10.0.0.1:7001, 10.0.0.2:7001".into())
+        };
+        let c = load(&text, &env).unwrap().consortium.unwrap();
+        assert_eq!(c.validators, ["10.0.0.1:7001", "10.0.0.2:7001"]);
+        assert!(
+            load("data_dir = \"/x\"", &no_env)
+                .unwrap()
+                .consortium
+                .is_none()
+        );
+        let half = format!("data_dir = \"/x\"\n[consortium]\ngenesis_file = {genesis:?}\n");
+        let e = load(&half, &no_env).unwrap_err().to_string();
+        assert!(e.contains("needs consortium.validators"), "{e}");
+        let absent = "data_dir = \"/x\"\n[consortium]\ngenesis_file = \"/nope.json\"\nvalidators = [\"127.0.0.1:1\"]\n";
+        let e = load(absent, &no_env).unwrap_err().to_string();
+        assert!(e.contains("does not exist"), "{e}");
+        // The gate key can be printed before the consortium's genesis exists.
+        assert_eq!(data_dir_of(absent, &no_env).unwrap(), PathBuf::from("/x"));
+        // A validator's configuration refuses the gateway's consortium section.
+        let v = dir.path().join("v.json");
+        std::fs::write(&v, "{}").unwrap();
+        let e = load_launch(
+            &format!(
+                "role = \"validator\"\nvalidator_config = {v:?}\n[consortium]\nvalidators = []\n"
+            ),
+            &no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("consortium is a gateway setting"), "{e}");
     }
 
     #[test]

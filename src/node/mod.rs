@@ -18,6 +18,7 @@
 pub mod auth;
 pub mod compliance;
 pub mod config;
+pub mod consortium;
 pub mod core;
 pub mod custody;
 pub mod decimal;
@@ -69,6 +70,9 @@ pub struct NodeOptions {
     /// PostgreSQL for the compliance (kyc-aml) store; `None` = the embedded SQLite store.
     /// `REMPART_KYC_POSTGRES` overrides it.
     pub postgres_url: Option<compliance::DbUrl>,
+    /// Settle on this consortium (its validators' API) instead of the node's own
+    /// single-validator ledger.
+    pub consortium: Option<consortium::ConsortiumOptions>,
 }
 
 /// A demo party: name, account, roles, deposits (asset, minor units).
@@ -218,6 +222,7 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
             metrics: metrics.clone(),
             runtime: tokio::runtime::Handle::current(),
             demo: options.demo,
+            consortium: options.consortium.clone(),
         },
         feed_rx,
     )?;

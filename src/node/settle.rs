@@ -1,6 +1,11 @@
-//! Settlement of the node's trades and transfers on the consortium ledger, in single-process
-//! mode: one validator (this node), the same `settlement::replica::Replica` that consensus
-//! drives, over the embedded `FileStore` in `<data>/ledger/`.
+//! Settlement of the node's trades and transfers on the consortium ledger, through the same
+//! `settlement::replica::Replica` that consensus drives, over the embedded `FileStore` in
+//! `<data>/ledger/`. Two modes:
+//! - single-process (the demo's default): one validator, this node, which certifies and
+//!   commits its own blocks;
+//! - consortium (`[consortium]` in the configuration, [`super::consortium`]): the node submits
+//!   its signed, gated batches to the consortium's validators and its replica follows their
+//!   chain, verifying every block it pulls.
 //!
 //! # Layout
 //! - Ids: [`ledger_account`] maps an engine (account, asset) to a ledger account; transfer ids
@@ -16,8 +21,9 @@
 //!   most `LEDGER_BLOCK_TRANSFERS_MAX` transfers, or `LEDGER_BLOCK_INTERVAL_MS` after the first
 //!   waiting item), asks the compliance gate for each leg, signs each block's transfer batch
 //!   once with the custodian's secp256k1 key, dry-runs it (leaving out what would fail, so no
-//!   id is burnt), certifies it with the validator's Ed25519 key and commits it (durable), then
-//!   moves the settled seq (`settled_seq` file, then memory).
+//!   id is burnt), certifies it with the validator's Ed25519 key and commits it (durable), or,
+//!   on a consortium, submits its batches and follows the chain until they are committed; then
+//!   it moves the settled seq (`settled_seq` file, then memory).
 //! - `LedgerSvc` and the ledger half of `Accounts` (ListTransfers, GetStatement).
 //!
 //! Architecture Invariant: the ledger carries pseudonymous ids (the engine account number in
@@ -55,6 +61,7 @@ use tonic::{Request, Response, Status};
 
 use super::auth::Caller;
 use super::compliance::{Compliance, GateActivity, GateRequest, GateVerdict};
+use super::consortium::{ConsortiumClient, ConsortiumOptions};
 use super::core::{Core, FEE_ACCOUNT};
 use super::errors::ApiReject;
 use super::gateway::Gateway;
@@ -67,6 +74,11 @@ use super::limits::{
 };
 use super::metrics::Metrics;
 use super::services::caller;
+
+/// On a consortium, how often an idle settler pulls new blocks.
+const CONSORTIUM_FOLLOW_MS: u64 = 200;
+/// On a consortium, when a batch that did not settle is tried again.
+const CONSORTIUM_RETRY_MS: u64 = 2_000;
 
 /// Directory of the ledger under the node's data directory.
 pub const LEDGER_DIR: &str = "ledger";
@@ -705,6 +717,54 @@ fn genesis(dir: &Path, store: &dyn KeyStore, gate_key: [u8; 32]) -> anyhow::Resu
     Ok(genesis)
 }
 
+/// The consortium's genesis for the ledger in `dir`: read from the configured file, checked
+/// (certificates, this node's gate key listed) and kept as `dir/genesis.json`; a ledger that
+/// already belongs to another chain is refused.
+fn consortium_genesis(
+    dir: &Path,
+    options: &ConsortiumOptions,
+    gate_key: [u8; 32],
+) -> anyhow::Result<GenesisConfig> {
+    let file = &options.genesis_file;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("consortium genesis {}: {e}", file.display()))?;
+    let genesis: GenesisConfig = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("consortium genesis {}: {e}", file.display()))?;
+    genesis
+        .verify()
+        .map_err(|e| anyhow::anyhow!("consortium genesis {}: {e}", file.display()))?;
+    if !genesis.gate_keys.contains(&gate_key) {
+        anyhow::bail!(
+            "the consortium genesis {} does not list this node's compliance gate key {}:              validators would refuse every transfer it settles; the consortium adds it to              gate_keys (`--print-gate-key` prints it)",
+            file.display(),
+            hex::encode(gate_key)
+        );
+    }
+    let path = dir.join(GENESIS_FILE);
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let ours: GenesisConfig = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?;
+        if ours != genesis {
+            anyhow::bail!(
+                "the ledger in {} belongs to chain {:?} (its {GENESIS_FILE}), not to the                  consortium chain {:?} of {}: use another data directory",
+                dir.display(),
+                ours.chain_id,
+                genesis.chain_id,
+                file.display()
+            );
+        }
+        return Ok(genesis);
+    }
+    let tmp = dir.join(format!("{GENESIS_FILE}.tmp"));
+    std::fs::write(&tmp, serde_json::to_string_pretty(&genesis)?)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(genesis)
+}
+
 /// What [`LedgerHub::open`] needs.
 #[derive(Debug)]
 pub struct LedgerOptions {
@@ -717,6 +777,8 @@ pub struct LedgerOptions {
     pub runtime: tokio::runtime::Handle,
     /// A demo node may keep its ledger keys under the public demo passphrase.
     pub demo: bool,
+    /// Settle on this consortium instead of certifying blocks alone.
+    pub consortium: Option<ConsortiumOptions>,
 }
 
 impl LedgerHub {
@@ -731,7 +793,20 @@ impl LedgerHub {
             &keystore_passphrase(options.demo, &|name| std::env::var(name).ok())?,
         )?);
         let gate_key = options.compliance.gate_public_key();
-        let genesis = genesis(&dir, store.as_ref(), gate_key)?;
+        let (genesis, consortium) = match &options.consortium {
+            Some(c) => (
+                consortium_genesis(&dir, c, gate_key)?,
+                Some(Arc::new(ConsortiumClient::new(c)?)),
+            ),
+            None => (genesis(&dir, store.as_ref(), gate_key)?, None),
+        };
+        // Dry runs name a member as the block's proposer; only a single-process ledger's
+        // blocks are really proposed here.
+        let proposer = genesis
+            .validators
+            .first()
+            .map(|v| v.validator_id)
+            .unwrap_or(VALIDATOR_ID);
         let custodian: [u8; 33] = array(
             &ensure_key(store.as_ref(), LABEL_CUSTODIAN, KeyAlgorithm::Secp256k1)?,
             "custodian key",
@@ -796,6 +871,9 @@ impl LedgerHub {
             safe_seq: hub.inner.feed.settled.load(Ordering::Acquire),
             first_waiting: None,
             last_settled_write: None,
+            consortium,
+            proposer,
+            last_sync: None,
         };
         let thread = std::thread::Builder::new()
             .name("settler".into())
@@ -1001,6 +1079,12 @@ impl LedgerHub {
         })
     }
 
+    /// The replica's committed height.
+    fn height(&self) -> u64 {
+        let state = self.inner.state.read().unwrap_or_else(|e| e.into_inner());
+        state.replica.height()
+    }
+
     fn transfer(&self, id: u128) -> Option<TransferRecord> {
         let state = self.inner.state.read().unwrap_or_else(|e| e.into_inner());
         state.replica.ledger().transfer(id).copied()
@@ -1037,6 +1121,12 @@ struct Settler {
     safe_seq: u64,
     first_waiting: Option<Instant>,
     last_settled_write: Option<Instant>,
+    /// The consortium's validators, when the node settles on a consortium.
+    consortium: Option<Arc<ConsortiumClient>>,
+    /// The validator named as proposer in dry runs.
+    proposer: u64,
+    /// When the replica last pulled the consortium's new blocks.
+    last_sync: Option<Instant>,
 }
 
 /// What one entry of a block's transfer batch belongs to.
@@ -1134,6 +1224,15 @@ impl Settler {
             self.cut_block()?;
         }
         self.publish_settled(shared)?;
+        // 5. On a consortium, follow the chain (other custodians' blocks too) when idle.
+        if self.consortium.is_some()
+            && self
+                .last_sync
+                .is_none_or(|t| t.elapsed() >= Duration::from_millis(CONSORTIUM_FOLLOW_MS))
+        {
+            self.last_sync = Some(Instant::now());
+            self.sync()?;
+        }
         Ok(())
     }
 
@@ -1239,6 +1338,10 @@ impl Settler {
 
     /// Builds, gates, signs, dry-runs, certifies and commits one block.
     fn cut_block(&mut self) -> anyhow::Result<()> {
+        if self.consortium.is_some() {
+            // What is already on the chain must be known before deciding what to submit.
+            self.sync()?;
+        }
         let take = self.direct.len().min(LEDGER_BLOCK_TRANSFERS_MAX);
         let directs: Vec<Direct> = self.direct.drain(..take).collect();
         let mut budget = LEDGER_BLOCK_TRANSFERS_MAX - take;
@@ -1376,7 +1479,79 @@ impl Settler {
             }
         };
         if let Some((block, _)) = committed {
-            let height = self.commit(block)?;
+            let height = if self.consortium.is_some() {
+                match self.submit(block) {
+                    Ok(height) => height,
+                    Err(error) => {
+                        // Nothing is lost: the trades wait and are submitted again (settling
+                        // twice is `exists`), the callers of deposits and withdrawals are
+                        // told and may retry with the same id.
+                        tracing::error!(%error, "the consortium did not settle a batch; retried");
+                        let retry = now + Duration::from_millis(CONSORTIUM_RETRY_MS);
+                        for (key, trade, _) in &trades {
+                            if entries
+                                .iter()
+                                .any(|(_, o)| matches!(o, Owner::Trade(x) if x == key))
+                            {
+                                self.blocked.insert(*key, (*trade, retry));
+                            }
+                        }
+                        for (e, o) in &entries {
+                            if let Owner::Direct(j) = o
+                                && replies[*j].is_none()
+                            {
+                                replies[*j] = Some(Err(ApiReject::LedgerBusy.status(
+                                    "",
+                                    &format!(
+                                        "transfer {} not settled on the consortium yet: {error}",
+                                        e.transfer.id
+                                    ),
+                                )));
+                            }
+                        }
+                        for (d, reply) in directs.into_iter().zip(replies) {
+                            let _ = d.reply.send(reply.unwrap_or_else(|| {
+                                Err(ApiReject::Internal
+                                    .status("", "transfer left out of the block"))
+                            }));
+                        }
+                        return Ok(());
+                    }
+                }
+            } else {
+                self.commit(block)?
+            };
+            // On a consortium, the ledger may still refuse what the dry run accepted (its
+            // state moved): such trades wait and are retried, such deposits are refused.
+            for (key, trade, legs) in &trades {
+                let included = entries
+                    .iter()
+                    .any(|(_, o)| matches!(o, Owner::Trade(x) if x == key));
+                if included
+                    && legs
+                        .iter()
+                        .any(|(leg, _)| self.hub.transfer(leg.id).is_none())
+                {
+                    tracing::error!(
+                        seq = key.0,
+                        trade_id = trade.trade_id,
+                        "a trade was not settled by the ledger; retried later"
+                    );
+                    self.blocked.insert(
+                        *key,
+                        (*trade, now + Duration::from_secs(LEDGER_GATE_RETRY_S)),
+                    );
+                }
+            }
+            for (e, o) in &entries {
+                if let Owner::Direct(j) = o
+                    && replies[*j].is_none()
+                    && self.hub.transfer(e.transfer.id).is_none()
+                {
+                    replies[*j] = Some(Err(ApiReject::LedgerRefused
+                        .status("", "the consortium ledger did not settle the transfer")));
+                }
+            }
             for (e, o) in &entries {
                 if let Owner::Direct(j) = o
                     && replies[*j].is_none()
@@ -1530,7 +1705,7 @@ impl Settler {
         let (block, outcome) =
             state
                 .replica
-                .propose_with_outcome(VALIDATOR_ID, timestamp_us, batches)?;
+                .propose_with_outcome(self.proposer, timestamp_us, batches)?;
         let owners = entries.iter().map(|(_, o)| *o).collect();
         Ok((block, outcome, owners))
     }
@@ -1580,6 +1755,13 @@ impl Settler {
                 }],
             },
         };
+        self.apply_committed(committed)
+    }
+
+    /// Commits a certified block into the replica (which checks its chain link, certificate and
+    /// execution) and indexes its transfers. Returns its height.
+    fn apply_committed(&mut self, committed: CommittedBlock) -> anyhow::Result<u64> {
+        let height = committed.block.header.height;
         let mut state = self
             .hub
             .inner
@@ -1599,6 +1781,60 @@ impl Settler {
         self.metrics.settled_transfers.inc_by(created);
         self.hub.inner.height_tx.send_replace(height);
         Ok(height)
+    }
+}
+
+impl Settler {
+    /// Consortium mode: submits the block's batches (accounts first) to the validators, then
+    /// follows the chain to the height the committing validator reported, so that every
+    /// transfer's final result is in the replica. Returns the replica's height.
+    fn submit(&mut self, block: settlement::block::Block) -> anyhow::Result<u64> {
+        let Some(client) = self.consortium.clone() else {
+            anyhow::bail!("not on a consortium");
+        };
+        let mut target = 0u64;
+        for batch in &block.batches {
+            let height = self.runtime.block_on(client.submit(batch))?;
+            target = target.max(height);
+        }
+        let deadline = Instant::now() + super::consortium::SUBMIT_DEADLINE;
+        loop {
+            let height = self.sync()?;
+            if height >= target {
+                return Ok(height);
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "the consortium reported height {target}, but its blocks stop at {height}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Consortium mode: pulls and commits the consortium's blocks after the replica's height
+    /// until the validator asked has no more. Returns the replica's height.
+    fn sync(&mut self) -> anyhow::Result<u64> {
+        let Some(client) = self.consortium.clone() else {
+            return Ok(self.hub.height());
+        };
+        loop {
+            let from = self.hub.height() + 1;
+            let (blocks, their_height) = self.runtime.block_on(client.blocks(from))?;
+            let got = blocks.len();
+            for committed in blocks {
+                let height = committed.block.header.height;
+                self.apply_committed(committed).map_err(|e| {
+                    anyhow::anyhow!(
+                        "a block pulled from the consortium at height {height} does not verify: {e}"
+                    )
+                })?;
+            }
+            let height = self.hub.height();
+            if got == 0 || height >= their_height {
+                return Ok(height);
+            }
+        }
     }
 }
 

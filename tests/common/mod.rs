@@ -4,6 +4,8 @@
 //! part of this module, hence `dead_code` is allowed here only.
 #![allow(dead_code)]
 
+pub mod validators;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -1,0 +1,315 @@
+//! A gateway settling on the consortium ledger, end to end: four `rempart validator` processes
+//! on 127.0.0.1 and a `rempart demo` node started with `--consortium-genesis` and
+//! `--consortium-validators`. The node's opening deposits and every trade go through the
+//! compliance gate and are submitted to the validators as signed batches; the node's own copy of
+//! the ledger follows the consortium's chain (each pulled block verified). A validator is
+//! SIGKILLed while trades settle, and the gateway itself is SIGKILLed and restarted: every
+//! acknowledged trade ends up on the consortium exactly once, the gateway's ledger equals its
+//! engine, and the gateway and all four validators hold the same chain and state.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::validators::Net;
+use common::{Node, req, start_with};
+use rempart_proto::v1 as pb;
+use rempart_proto::v1::validator_client::ValidatorClient;
+use settlement::block::CommittedBlock;
+use tonic::transport::Channel;
+
+const VALIDATORS: usize = 4;
+/// A bound against hangs on a loaded CI machine, not a performance assertion.
+const WAIT: Duration = Duration::from_secs(180);
+
+fn gate_key(data_dir: &Path) -> [u8; 32] {
+    let out = Command::new(env!("CARGO_BIN_EXE_rempart"))
+        .args(["demo", "--print-gate-key", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run rempart demo --print-gate-key");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    hex::decode(text.trim()).unwrap().try_into().unwrap()
+}
+
+fn start_gateway(data_dir: &Path, net: &Net) -> Node {
+    let genesis = net.genesis_file();
+    let validators = net.api.join(",");
+    start_with(data_dir, move |c| {
+        c.arg("--consortium-genesis")
+            .arg(genesis)
+            .arg("--consortium-validators")
+            .arg(validators);
+    })
+}
+
+fn limit(side: pb::Side, price: &str, qty: &str) -> pb::PlaceOrderRequest {
+    pb::PlaceOrderRequest {
+        market: "CITY/EUR".into(),
+        side: side as i32,
+        order_type: pb::OrderType::Limit as i32,
+        time_in_force: pb::TimeInForce::Gtc as i32,
+        price: price.into(),
+        quantity: qty.into(),
+        client_order_id: String::new(),
+        account_id: String::new(),
+    }
+}
+
+async fn trade(ch: &Channel, seller: &str, buyer: &str) {
+    let mut trading = pb::trading_client::TradingClient::new(ch.clone());
+    trading
+        .place_order(req(limit(pb::Side::Sell, "3", "1"), seller))
+        .await
+        .expect("sell");
+    let buy = trading
+        .place_order(req(limit(pb::Side::Buy, "3", "1"), buyer))
+        .await
+        .expect("buy")
+        .into_inner();
+    assert_eq!(buy.status, pb::OrderStatus::Filled as i32);
+}
+
+/// Waits until the ledger settled everything the engine acknowledged for `token`'s account;
+/// then checks that the ledger's positions equal the engine's balances.
+async fn assert_settled(ch: &Channel, token: &str, net: &Net) {
+    let mut accounts = pb::accounts_client::AccountsClient::new(ch.clone());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let balances = accounts
+            .get_balances(req(pb::GetBalancesRequest::default(), token))
+            .await
+            .expect("balances")
+            .into_inner();
+        let statement = accounts
+            .get_statement(req(pb::GetStatementRequest::default(), token))
+            .await
+            .expect("statement")
+            .into_inner();
+        if statement.sequence >= balances.sequence {
+            for b in &balances.balances {
+                let position = statement
+                    .positions
+                    .iter()
+                    .find(|p| p.asset == b.asset)
+                    .expect("a position per asset");
+                assert_eq!(position.closing, b.total, "ledger and engine differ");
+            }
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "settlement did not reach seq {} (at {})\n{}",
+            balances.sequence,
+            statement.sequence,
+            net.log_tails()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn validator(addr: &str) -> Option<ValidatorClient<Channel>> {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .ok()?;
+    Some(ValidatorClient::new(channel).max_decoding_message_size(16 * 1024 * 1024))
+}
+
+/// Every committed block of the validator at `addr`, pulled through GetBlocks.
+async fn chain_of(addr: &str) -> Vec<CommittedBlock> {
+    let mut client = validator(addr).await.expect("validator up");
+    let mut blocks = Vec::new();
+    loop {
+        let answer = client
+            .get_blocks(pb::GetBlocksRequest {
+                from_height: blocks.len() as u64 + 1,
+                max_blocks: 0,
+            })
+            .await
+            .expect("get blocks")
+            .into_inner();
+        if answer.blocks.is_empty() {
+            assert_eq!(answer.height, blocks.len() as u64);
+            return blocks;
+        }
+        for bytes in answer.blocks {
+            let block = CommittedBlock::decode(&bytes).expect("a block decodes");
+            assert_eq!(block.block.header.height, blocks.len() as u64 + 1);
+            blocks.push(block);
+        }
+    }
+}
+
+fn verify(data_dir: &Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_rempart"))
+        .args(["ledger", "verify", "--data"])
+        .arg(data_dir)
+        .output()
+        .expect("run ledger verify");
+    assert!(
+        out.status.success(),
+        "ledger verify failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("verify prints JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_settles_on_the_consortium_through_validator_and_gateway_sigkills() {
+    const TRADES: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = dir.path().join("gateway");
+    let consortium = dir.path().join("consortium");
+    std::fs::create_dir_all(&consortium).unwrap();
+    // The operator's step: the consortium lists the gateway's gate key in its genesis.
+    let key = gate_key(&gw);
+    let mut net = Net::new(&consortium, VALIDATORS, &[key]);
+    net.start_all();
+
+    // The node's demo deposits settle on the consortium before it says ready.
+    let tokens = {
+        let node = start_gateway(&gw, &net);
+        let ch = node.channel().await;
+        let (alice, bob) = (node.token("alice"), node.token("bob"));
+        for i in 0..TRADES {
+            if i == TRADES / 4 {
+                // The consortium keeps settling with one validator down (n = 3f + 1).
+                net.kill(1);
+            }
+            if i == TRADES / 2 {
+                net.start(1);
+            }
+            let (seller, buyer) = if i % 2 == 0 {
+                (&alice, &bob)
+            } else {
+                (&bob, &alice)
+            };
+            trade(&ch, seller, buyer).await;
+        }
+        assert_settled(&ch, &alice, &net).await;
+        // Two more trades, then SIGKILL (Drop) right after their acknowledgement.
+        trade(&ch, &alice, &bob).await;
+        trade(&ch, &bob, &alice).await;
+        node.tokens.clone()
+    };
+    // The restarted gateway settles what the killed one had not, exactly once.
+    let node = start_gateway(&gw, &net);
+    let ch = node.channel().await;
+    for name in ["alice", "bob"] {
+        assert_settled(&ch, &tokens[name], &net).await;
+        let movements = common::all_transfers(&ch, &tokens[name], "", 50).await;
+        let ids: HashSet<&str> = movements.iter().map(|m| m.transfer_id.as_str()).collect();
+        assert_eq!(ids.len(), movements.len(), "no transfer listed twice");
+        let base_legs = movements
+            .iter()
+            .filter(|m| m.kind == pb::TransferKind::Trade as i32 && m.asset == "CITY")
+            .count();
+        assert_eq!(base_legs, TRADES + 2, "every trade settled exactly once");
+    }
+    // A trade leg on the ledger carries the gate decision that allowed it.
+    let movements = common::all_transfers(&ch, &tokens["alice"], "CITY", 50).await;
+    let leg = movements
+        .iter()
+        .find(|m| m.kind == pb::TransferKind::Trade as i32)
+        .expect("a trade leg");
+    let record = pb::ledger_client::LedgerClient::new(ch.clone())
+        .get_transfer(req(
+            pb::GetTransferRequest {
+                transfer_id: leg.transfer_id.clone(),
+            },
+            &tokens["alice"],
+        ))
+        .await
+        .expect("get transfer")
+        .into_inner();
+    assert_eq!(record.gate_decision_hash.len(), 64, "hex of a 32-byte hash");
+    assert_ne!(record.gate_decision_hash, "0".repeat(64));
+    let gateway_height = record.block_height;
+
+    // Every validator holds the same chain (compared at the lowest of their heights: the
+    // consortium keeps deciding blocks), which carries the gateway's transfers.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let chains = loop {
+        let mut chains = Vec::new();
+        for addr in &net.api {
+            chains.push(chain_of(addr).await);
+        }
+        let heights: Vec<usize> = chains.iter().map(Vec::len).collect();
+        if heights.iter().all(|h| *h as u64 >= gateway_height) {
+            break chains;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "validators did not reach height {gateway_height}: {heights:?}\n{}",
+            net.log_tails()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let common = chains.iter().map(Vec::len).min().unwrap();
+    let hashes: Vec<_> = chains.iter().map(|c| c[common - 1].block.hash()).collect();
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "one chain");
+    let leg_id: u128 = leg.transfer_id.parse().unwrap();
+    let carried = chains[0]
+        .iter()
+        .flat_map(|c| c.block.batches.iter())
+        .any(|b| match b {
+            settlement::ledger::Batch::CreateTransfers { entries, .. } => {
+                entries.iter().any(|e| e.transfer.id == leg_id)
+            }
+            _ => false,
+        });
+    assert!(carried, "the consortium chain carries the trade leg");
+    drop(ch);
+    drop(node);
+    // The gateway's copy, checked from the genesis, is the consortium's chain.
+    let report = verify(&gw);
+    assert_eq!(report["ok"], true);
+    let height = report["height"].as_u64().unwrap() as usize;
+    assert!(height as u64 >= gateway_height);
+    let chain = chain_of(&net.api[0]).await;
+    assert_eq!(
+        hex::encode(chain[height - 1].block.hash()),
+        report["head_hash"].as_str().unwrap_or_default(),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_gateway_whose_gate_key_the_consortium_does_not_list_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new(dir.path(), VALIDATORS, &[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_rempart"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("gateway"))
+        .arg("--consortium-genesis")
+        .arg(net.genesis_file())
+        .arg("--consortium-validators")
+        .arg(net.api.join(","))
+        .output()
+        .expect("run rempart demo");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("does not list this node's compliance gate key"),
+        "{stderr}"
+    );
+}
