@@ -179,3 +179,65 @@ fn verify_checks_a_chain_kept_in_postgresql_and_names_a_damaged_block() {
     assert!(stderr.contains("height 3"), "{stderr}");
     pg.drop_schema().unwrap();
 }
+
+#[test]
+fn testnet_writes_a_consortium_and_refuses_bad_input_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("net");
+    let key = "11".repeat(32);
+    let out = rempart(&[
+        "ledger",
+        "testnet",
+        "--dir",
+        net.to_str().unwrap(),
+        "--validators",
+        "4",
+        "--gate-key",
+        &key,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["configs"].as_array().unwrap().len(), 4);
+    assert_eq!(printed["api"].as_array().unwrap().len(), 4);
+    let genesis: settlement::membership::GenesisConfig =
+        serde_json::from_str(&std::fs::read_to_string(net.join("genesis.json")).unwrap()).unwrap();
+    genesis.verify().unwrap();
+    assert_eq!(genesis.validators.len(), 4);
+    assert!(
+        genesis.gate_keys.contains(&[0x11; 32]),
+        "the extra gate key is listed"
+    );
+    for n in 1..=4 {
+        assert!(net.join(format!("key-{n}.hex")).is_file());
+        assert!(net.join(format!("validator-{n}.json")).is_file());
+    }
+    // Never over an existing consortium; bad keys and sizes are refused with a message.
+    let again = rempart(&["ledger", "testnet", "--dir", net.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a genesis.json"));
+    let other = dir.path().join("other");
+    let bad_key = rempart(&[
+        "ledger",
+        "testnet",
+        "--dir",
+        other.to_str().unwrap(),
+        "--gate-key",
+        "abcd",
+    ]);
+    assert!(!bad_key.status.success());
+    assert!(String::from_utf8_lossy(&bad_key.stderr).contains("32 bytes"));
+    let too_many = rempart(&[
+        "ledger",
+        "testnet",
+        "--dir",
+        other.to_str().unwrap(),
+        "--validators",
+        "99",
+    ]);
+    assert!(!too_many.status.success());
+    assert!(String::from_utf8_lossy(&too_many.stderr).contains("--validators must be between"));
+}

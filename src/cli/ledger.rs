@@ -64,6 +64,22 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         blocks: u64,
     },
+    /// Writes a local test consortium into an empty directory: `genesis.json` (the built-in
+    /// TEST consortium's CAs and validators, whose keys are public, plus each --gate-key), and
+    /// per validator `key-N.hex` and `validator-N.json` (127.0.0.1, free ports, client API on);
+    /// prints one JSON line naming them. For development and measurements, never production.
+    Testnet {
+        /// The directory to create (must not hold a genesis.json).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Validators (n = 3f+1 tolerates f faults).
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// A compliance gate key (hex Ed25519) to list besides the test gate's: a gateway's,
+        /// from `rempart demo --print-gate-key`. Repeatable.
+        #[arg(long = "gate-key")]
+        gate_keys: Vec<String>,
+    },
     /// Starts a local cluster of validators on 127.0.0.1 (Malachite consensus), settles signed,
     /// gated transfers through it and prints one JSON line with `transfers_per_sec`,
     /// `commit_p50_ms` and `commit_p99_ms`.
@@ -97,6 +113,11 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             schema,
         } => verify(&data, genesis.as_deref(), postgres.zip(schema)),
         Command::Sample { data, blocks } => sample(&data, blocks),
+        Command::Testnet {
+            dir,
+            validators,
+            gate_keys,
+        } => testnet(&dir, validators, &gate_keys),
         Command::Bench {
             validators,
             transfers,
@@ -236,6 +257,74 @@ fn verify(
         },
     });
     println!("{out}");
+    Ok(())
+}
+
+/// Entries a testnet block holds at most.
+const TESTNET_BLOCK_ENTRIES_MAX: u64 = 400;
+
+fn testnet(dir: &Path, validators: usize, gate_keys: &[String]) -> anyhow::Result<()> {
+    use rempart_consensus::cluster::{CLUSTER_VALIDATORS_MAX, free_port, validator_seed};
+    use rempart_consensus::config::ValidatorConfig;
+    if !(1..=CLUSTER_VALIDATORS_MAX).contains(&validators) {
+        bail!("--validators must be between 1 and {CLUSTER_VALIDATORS_MAX}, got {validators}");
+    }
+    if dir.join(GENESIS_FILE).exists() {
+        bail!("{} already holds a genesis.json", dir.display());
+    }
+    let mut genesis = Consortium::new(validators).genesis;
+    for key in gate_keys {
+        let bytes = hex::decode(key.trim()).with_context(|| format!("--gate-key {key:?}"))?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("--gate-key must be 32 bytes of hex"))?;
+        genesis.gate_keys.push(key);
+    }
+    genesis.verify()?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(
+        dir.join(GENESIS_FILE),
+        serde_json::to_string_pretty(&genesis)?,
+    )?;
+    let p2p = (0..validators)
+        .map(|_| free_port())
+        .collect::<std::io::Result<Vec<u16>>>()?;
+    let api = (0..validators)
+        .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
+        .collect::<std::io::Result<Vec<String>>>()?;
+    let addr = |port: u16| format!("/ip4/127.0.0.1/tcp/{port}");
+    let mut configs = Vec::new();
+    for index in 0..validators {
+        let n = index + 1;
+        std::fs::write(
+            dir.join(format!("key-{n}.hex")),
+            hex::encode(validator_seed(index)),
+        )?;
+        let config = serde_json::json!({
+            "validator_id": n as u64,
+            "key_file": format!("key-{n}.hex"),
+            "genesis_file": GENESIS_FILE,
+            "data_dir": format!("data-{n}"),
+            "listen": addr(p2p[index]),
+            "peers": (0..validators).filter(|j| *j != index).map(|j| addr(p2p[j])).collect::<Vec<_>>(),
+            "api_listen": api[index],
+            "block_entries_max": TESTNET_BLOCK_ENTRIES_MAX,
+        });
+        // Written in the validator's own format: parse it back to be sure.
+        serde_json::from_value::<ValidatorConfig>(config.clone())
+            .context("a testnet validator configuration")?;
+        let path = dir.join(format!("validator-{n}.json"));
+        std::fs::write(&path, config.to_string())?;
+        configs.push(path.display().to_string());
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "genesis": dir.join(GENESIS_FILE).display().to_string(),
+            "configs": configs,
+            "api": api,
+        })
+    );
     Ok(())
 }
 

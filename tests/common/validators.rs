@@ -1,17 +1,10 @@
-//! A consortium of `rempart validator` processes on 127.0.0.1 for end-to-end tests: the
-//! genesis (the settlement fixture's CAs, validators and gate key, plus any other gate keys),
-//! one key and JSON configuration per validator, and their processes, each killed when the
-//! [`Net`] is dropped.
+//! A consortium of `rempart validator` processes on 127.0.0.1 for end-to-end tests: its files
+//! come from `rempart ledger testnet` (the built-in test consortium's genesis, plus any other
+//! gate keys; one key and JSON configuration per validator), and its processes are each killed
+//! when the [`Net`] is dropped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-
-use rempart_consensus::cluster::{free_port, validator_seed};
-use rempart_consensus::config::ValidatorConfig;
-use settlement::membership::fixture::Consortium;
-
-/// Entries a block holds at most in these consortia.
-const BLOCK_ENTRIES_MAX: u64 = 400;
 
 /// The validators' files and processes.
 pub struct Net {
@@ -22,46 +15,32 @@ pub struct Net {
 }
 
 impl Net {
-    /// Writes `dir/genesis.json` (the fixture consortium of `validators`, its gate key and
-    /// `gate_keys`) and each validator's key and configuration; starts nothing.
+    /// Writes the consortium of `validators` into `dir` with `rempart ledger testnet` (its
+    /// genesis lists the test gate key and `gate_keys`); starts nothing.
     pub fn new(dir: &Path, validators: usize, gate_keys: &[[u8; 32]]) -> Net {
-        let mut genesis = Consortium::new(validators).genesis;
-        genesis.gate_keys.extend_from_slice(gate_keys);
-        std::fs::write(
-            dir.join("genesis.json"),
-            serde_json::to_string_pretty(&genesis).unwrap(),
-        )
-        .unwrap();
-        let p2p: Vec<u16> = (0..validators).map(|_| free_port().unwrap()).collect();
-        let api: Vec<String> = (0..validators)
-            .map(|_| format!("127.0.0.1:{}", free_port().unwrap()))
-            .collect();
-        let addr = |port: u16| format!("/ip4/127.0.0.1/tcp/{port}");
-        for index in 0..validators {
-            std::fs::write(
-                dir.join(format!("key-{}.hex", index + 1)),
-                hex::encode(validator_seed(index)),
-            )
-            .unwrap();
-            let config = serde_json::json!({
-                "validator_id": index as u64 + 1,
-                "key_file": format!("key-{}.hex", index + 1),
-                "genesis_file": "genesis.json",
-                "data_dir": format!("data-{}", index + 1),
-                "listen": addr(p2p[index]),
-                "peers": (0..validators).filter(|j| *j != index).map(|j| addr(p2p[j])).collect::<Vec<_>>(),
-                "api_listen": api[index],
-                "block_entries_max": BLOCK_ENTRIES_MAX,
-            });
-            // The file is the validator binary's own format.
-            let parsed: ValidatorConfig = serde_json::from_value(config.clone()).unwrap();
-            assert_eq!(parsed.api_listen.as_deref(), Some(api[index].as_str()));
-            std::fs::write(
-                dir.join(format!("validator-{}.json", index + 1)),
-                config.to_string(),
-            )
-            .unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rempart"));
+        command
+            .args(["ledger", "testnet", "--validators"])
+            .arg(validators.to_string())
+            .arg("--dir")
+            .arg(dir);
+        for key in gate_keys {
+            command.arg("--gate-key").arg(hex::encode(key));
         }
+        let out = command.output().expect("run rempart ledger testnet");
+        assert!(
+            out.status.success(),
+            "ledger testnet: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let api: Vec<String> = printed["api"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(api.len(), validators);
         Net {
             dir: dir.to_path_buf(),
             api,

@@ -5,7 +5,12 @@ rests K one-lot sells of alice on CITY/EUR, sends one buy of bob that sweeps the
 one command, acknowledged once durable), and waits until the node's Prometheus metrics show
 them settled on its ledger (`rempart_settlement_lag_seq` 0 and 2 K more settled transfers).
 Prints one line per round and a summary with trades settled per second after the
-acknowledgement. Usage: settlement_throughput.py BINARY [K] [ROUNDS]
+acknowledgement. Usage: settlement_throughput.py BINARY [K] [ROUNDS] [VALIDATORS]
+
+With VALIDATORS (e.g. 4), the node settles on a local consortium instead of its own ledger:
+`rempart ledger testnet` writes the consortium (its genesis listing the node's gate key, from
+`rempart demo --print-gate-key`), VALIDATORS `rempart validator` processes run it, and the demo
+node is started with --consortium-genesis and --consortium-validators.
 """
 
 import glob
@@ -22,6 +27,7 @@ def main() -> int:
     binary = sys.argv[1]
     k = int(sys.argv[2]) if len(sys.argv) > 2 else 500
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 4
+    validators = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 
     import grpc
     import grpc_tools
@@ -38,9 +44,24 @@ def main() -> int:
     from rempart.v1 import trading_pb2, trading_pb2_grpc
 
     data = tempfile.mkdtemp(prefix="rempart-settle-")
+    extra, children = [], []
+    if validators:
+        import json
+        key = subprocess.run([binary, "demo", "--print-gate-key", "--data-dir", data],
+                             check=True, capture_output=True, text=True).stdout.strip()
+        net_dir = tempfile.mkdtemp(prefix="rempart-testnet-")
+        net = json.loads(subprocess.run(
+            [binary, "ledger", "testnet", "--dir", net_dir, "--validators", str(validators),
+             "--gate-key", key], check=True, capture_output=True, text=True).stdout)
+        for config in net["configs"]:
+            children.append(subprocess.Popen(
+                [binary, "validator", "--config", config], stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "error"}))
+        extra = ["--consortium-genesis", net["genesis"],
+                 "--consortium-validators", ",".join(net["api"])]
     node = subprocess.Popen(
         [binary, "demo", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
-         "--data-dir", data],
+         "--data-dir", data] + extra,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env={**os.environ, "RUST_LOG": "error"})
     tokens, grpc_addr, metrics = {}, None, None
@@ -88,6 +109,9 @@ def main() -> int:
     finally:
         node.terminate()
         node.wait()
+        for child in children:
+            child.kill()
+            child.wait()
     return 0
 
 
