@@ -79,6 +79,9 @@ pub enum Command {
         /// from `rempart demo --print-gate-key`. Repeatable.
         #[arg(long = "gate-key")]
         gate_keys: Vec<String>,
+        /// Entries a block holds at most (the validators' `block_entries_max`).
+        #[arg(long, default_value_t = rempart_consensus::node::BLOCK_ENTRIES_DEFAULT)]
+        block_entries_max: usize,
     },
     /// Starts a local cluster of validators on 127.0.0.1 (Malachite consensus), settles signed,
     /// gated transfers through it and prints one JSON line with `transfers_per_sec`,
@@ -117,7 +120,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             dir,
             validators,
             gate_keys,
-        } => testnet(&dir, validators, &gate_keys),
+            block_entries_max,
+        } => testnet(&dir, validators, &gate_keys, block_entries_max),
         Command::Bench {
             validators,
             transfers,
@@ -260,14 +264,22 @@ fn verify(
     Ok(())
 }
 
-/// Entries a testnet block holds at most.
-const TESTNET_BLOCK_ENTRIES_MAX: u64 = 400;
+/// Largest `--block-entries-max` of a testnet.
+const TESTNET_BLOCK_ENTRIES_MAX: usize = 65_536;
 
-fn testnet(dir: &Path, validators: usize, gate_keys: &[String]) -> anyhow::Result<()> {
+fn testnet(
+    dir: &Path,
+    validators: usize,
+    gate_keys: &[String],
+    block_entries_max: usize,
+) -> anyhow::Result<()> {
     use rempart_consensus::cluster::{CLUSTER_VALIDATORS_MAX, free_port, validator_seed};
     use rempart_consensus::config::ValidatorConfig;
     if !(1..=CLUSTER_VALIDATORS_MAX).contains(&validators) {
         bail!("--validators must be between 1 and {CLUSTER_VALIDATORS_MAX}, got {validators}");
+    }
+    if !(1..=TESTNET_BLOCK_ENTRIES_MAX).contains(&block_entries_max) {
+        bail!("--block-entries-max must be between 1 and {TESTNET_BLOCK_ENTRIES_MAX}");
     }
     if dir.join(GENESIS_FILE).exists() {
         bail!("{} already holds a genesis.json", dir.display());
@@ -308,7 +320,7 @@ fn testnet(dir: &Path, validators: usize, gate_keys: &[String]) -> anyhow::Resul
             "listen": addr(p2p[index]),
             "peers": (0..validators).filter(|j| *j != index).map(|j| addr(p2p[j])).collect::<Vec<_>>(),
             "api_listen": api[index],
-            "block_entries_max": TESTNET_BLOCK_ENTRIES_MAX,
+            "block_entries_max": block_entries_max,
         });
         // Written in the validator's own format: parse it back to be sure.
         serde_json::from_value::<ValidatorConfig>(config.clone())

@@ -94,6 +94,7 @@ pub struct ValidatorSvc {
     status: watch::Receiver<NodeStatus>,
     gate: Arc<Preverifier>,
     blocks: BlockReader,
+    block_entries_max: u32,
 }
 
 impl std::fmt::Debug for ValidatorSvc {
@@ -215,6 +216,7 @@ impl pb::validator_server::Validator for ValidatorSvc {
             state_hash: hex::encode(status.state_hash),
             head_hash: hex::encode(status.head_hash),
             transfers: status.transfers as u64,
+            block_entries_max: self.block_entries_max,
         }))
     }
 
@@ -283,6 +285,8 @@ pub fn run(args: ValidatorArgs) -> anyhow::Result<()> {
                     Arc::new(SignatureCache::with_capacity(1)),
                 )),
                 blocks: running.block_reader(),
+                block_entries_max: u32::try_from(config.block_entries_max.max(1))
+                    .unwrap_or(u32::MAX),
             };
             let listener = tokio::net::TcpListener::bind(addr)
                 .await

@@ -191,6 +191,22 @@ impl ConsortiumClient {
         }
     }
 
+    /// The smallest `block_entries_max` among the validators that answer (a batch above it
+    /// would be refused by some), or None if none answers.
+    pub async fn block_entries_max(&self) -> Option<usize> {
+        let mut smallest: Option<usize> = None;
+        for client in &self.clients {
+            let mut client = client.clone();
+            if let Ok(status) = client.get_status(pb::GetValidatorStatusRequest {}).await {
+                let max = status.into_inner().block_entries_max as usize;
+                if max > 0 {
+                    smallest = Some(smallest.map_or(max, |s| s.min(max)));
+                }
+            }
+        }
+        smallest
+    }
+
     /// Committed blocks from `from` on (at most 64 per call), from the first validator that
     /// answers, starting with the last that did; with the committed height it reported. The
     /// blocks are decoded, not verified: the caller's replica verifies them.

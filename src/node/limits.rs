@@ -46,6 +46,10 @@ pub const SNAPSHOT_EVERY_COMMANDS: u64 = 1_000_000;
 /// Transfers in one block of the node's ledger (a block must fit in one gRPC message when
 /// served by Ledger.GetBlock, ~250 bytes per transfer).
 pub const LEDGER_BLOCK_TRANSFERS_MAX: usize = 192;
+/// Transfers per batch at most when settling on a consortium (and never more than the
+/// validators' `block_entries_max`): each batch waits for a consortium commit, so batches are
+/// larger than the single-process ledger's blocks.
+pub const CONSORTIUM_BATCH_TRANSFERS_MAX: usize = 2_048;
 /// A block is cut at most this long after the first transfer started waiting.
 pub const LEDGER_BLOCK_INTERVAL_MS: u64 = 20;
 /// Durable commands with trades queued for settlement; beyond it they are dropped from the

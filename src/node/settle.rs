@@ -67,10 +67,10 @@ use super::errors::ApiReject;
 use super::gateway::Gateway;
 use super::hub::{ASSETS, asset_code, asset_decimals, asset_id, time_us_of, timestamp};
 use super::limits::{
-    LEDGER_BLOCK_INTERVAL_MS, LEDGER_BLOCK_TRANSFERS_MAX, LEDGER_DIRECT_QUEUE_DEPTH,
-    LEDGER_FEED_DEPTH, LEDGER_GATE_RETRY_S, LEDGER_LIST_SCAN_MAX, LEDGER_PENDING_TRADES_MAX,
-    LEDGER_SETTLED_WRITE_MS, LEDGER_STATEMENT_MOVEMENTS_MAX, LIST_TRANSFERS_DEFAULT,
-    LIST_TRANSFERS_MAX,
+    CONSORTIUM_BATCH_TRANSFERS_MAX, LEDGER_BLOCK_INTERVAL_MS, LEDGER_BLOCK_TRANSFERS_MAX,
+    LEDGER_DIRECT_QUEUE_DEPTH, LEDGER_FEED_DEPTH, LEDGER_GATE_RETRY_S, LEDGER_LIST_SCAN_MAX,
+    LEDGER_PENDING_TRADES_MAX, LEDGER_SETTLED_WRITE_MS, LEDGER_STATEMENT_MOVEMENTS_MAX,
+    LIST_TRANSFERS_DEFAULT, LIST_TRANSFERS_MAX,
 };
 use super::metrics::Metrics;
 use super::services::caller;
@@ -874,6 +874,7 @@ impl LedgerHub {
             consortium,
             proposer,
             last_sync: None,
+            block_transfers_max: LEDGER_BLOCK_TRANSFERS_MAX,
         };
         let thread = std::thread::Builder::new()
             .name("settler".into())
@@ -1127,6 +1128,9 @@ struct Settler {
     proposer: u64,
     /// When the replica last pulled the consortium's new blocks.
     last_sync: Option<Instant>,
+    /// Transfers per block (single process) or per submitted batch (consortium: sized to the
+    /// validators' `block_entries_max` once one answers).
+    block_transfers_max: usize,
 }
 
 /// What one entry of a block's transfer batch belongs to.
@@ -1186,7 +1190,7 @@ impl Settler {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {}
         }
-        while self.direct.len() < LEDGER_BLOCK_TRANSFERS_MAX {
+        while self.direct.len() < self.block_transfers_max {
             match self.direct_rx.try_recv() {
                 Ok(d) => self.push_direct(d),
                 Err(_) => break,
@@ -1262,7 +1266,7 @@ impl Settler {
         if self.direct.is_empty() && self.pending.is_empty() {
             return false;
         }
-        self.waiting_transfers() >= LEDGER_BLOCK_TRANSFERS_MAX
+        self.waiting_transfers() >= self.block_transfers_max
             || self
                 .first_waiting
                 .is_some_and(|t| t.elapsed() >= Duration::from_millis(LEDGER_BLOCK_INTERVAL_MS))
@@ -1342,9 +1346,9 @@ impl Settler {
             // What is already on the chain must be known before deciding what to submit.
             self.sync()?;
         }
-        let take = self.direct.len().min(LEDGER_BLOCK_TRANSFERS_MAX);
+        let take = self.direct.len().min(self.block_transfers_max);
         let directs: Vec<Direct> = self.direct.drain(..take).collect();
-        let mut budget = LEDGER_BLOCK_TRANSFERS_MAX - take;
+        let mut budget = self.block_transfers_max - take;
         let mut trades: Vec<TradeLegs> = Vec::new();
         while let Some((&key, &trade)) = self.pending.first_key_value() {
             let legs = trade_transfers(&trade);
@@ -1820,6 +1824,15 @@ impl Settler {
         };
         loop {
             let from = self.hub.height() + 1;
+            if self.block_transfers_max == LEDGER_BLOCK_TRANSFERS_MAX
+                && let Some(max) = self.runtime.block_on(client.block_entries_max())
+            {
+                self.block_transfers_max = max.clamp(1, CONSORTIUM_BATCH_TRANSFERS_MAX);
+                tracing::info!(
+                    batch_transfers_max = self.block_transfers_max,
+                    "sized consortium batches to the validators' blocks"
+                );
+            }
             let (blocks, their_height) = self.runtime.block_on(client.blocks(from))?;
             let got = blocks.len();
             for committed in blocks {

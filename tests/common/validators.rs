@@ -22,6 +22,8 @@ impl Net {
         command
             .args(["ledger", "testnet", "--validators"])
             .arg(validators.to_string())
+            // Small blocks: more heights, more proposer changes under load.
+            .args(["--block-entries-max", "400"])
             .arg("--dir")
             .arg(dir);
         for key in gate_keys {
