@@ -19,7 +19,7 @@ use common::{Node, req, start_with};
 use rempart_proto::v1 as pb;
 use rempart_proto::v1::validator_client::ValidatorClient;
 use settlement::block::CommittedBlock;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 const VALIDATORS: usize = 4;
 /// A bound against hangs on a loaded CI machine, not a performance assertion.
@@ -312,4 +312,128 @@ fn a_gateway_whose_gate_key_the_consortium_does_not_list_refuses_to_start() {
         stderr.contains("does not list this node's compliance gate key"),
         "{stderr}"
     );
+}
+
+/// Status of a validator over TLS (with a client identity when given); None if refused.
+async fn status_over_tls(
+    port: &str,
+    ca: &str,
+    identity: Option<(String, String)>,
+) -> Option<pb::ValidatorStatus> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .ok()?;
+    ValidatorClient::new(channel)
+        .get_status(pb::GetValidatorStatusRequest {})
+        .await
+        .ok()
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validators_serve_custodians_over_mutual_tls_only() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    // The consortium's CA certifies the validator's API and the custodian (the gateway).
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client_cert = CertificateParams::new(vec!["custodian-rempart".to_string()])
+        .unwrap()
+        .signed_by(&client_key, &issuer)
+        .unwrap();
+    std::fs::write(p("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(p("validator.pem"), server_cert.pem()).unwrap();
+    std::fs::write(p("validator.key"), server_key.serialize_pem()).unwrap();
+    std::fs::write(p("custodian.pem"), client_cert.pem()).unwrap();
+    std::fs::write(p("custodian.key"), client_key.serialize_pem()).unwrap();
+
+    let gw = p("gateway");
+    let key = gate_key(&gw);
+    let consortium = p("consortium");
+    std::fs::create_dir_all(&consortium).unwrap();
+    // A consortium of one validator (same code path), its API behind mutual TLS.
+    let mut net = Net::new(&consortium, 1, &[key]);
+    let config_path = consortium.join("validator-1.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["api_tls"] = serde_json::json!({
+        "cert": p("validator.pem"),
+        "key": p("validator.key"),
+        "client_ca": p("ca.pem"),
+    });
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    net.start_all();
+    let port = net.api[0].rsplit(':').next().unwrap().to_string();
+    let identity = || Some((client_cert.pem(), client_key.serialize_pem()));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while status_over_tls(&port, &ca_cert.pem(), identity())
+        .await
+        .is_none()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "validator API never came up\n{}",
+            net.log_tails()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // No client certificate, or no TLS at all: nothing gets through.
+    assert!(status_over_tls(&port, &ca_cert.pem(), None).await.is_none());
+    let plain = match validator(&net.api[0]).await {
+        None => true,
+        Some(mut c) => c
+            .get_status(pb::GetValidatorStatusRequest {})
+            .await
+            .is_err(),
+    };
+    assert!(plain, "a plaintext client must be refused");
+
+    // The gateway, with the custodian's certificate, settles its demo deposits through it
+    // before it says ready.
+    let (ca_path, cert_path, key_path) = (p("ca.pem"), p("custodian.pem"), p("custodian.key"));
+    let genesis = net.genesis_file();
+    let validators = net.api.join(",");
+    let node = start_with(&gw, move |c| {
+        c.arg("--consortium-genesis")
+            .arg(genesis)
+            .arg("--consortium-validators")
+            .arg(validators)
+            .arg("--consortium-ca")
+            .arg(ca_path)
+            .arg("--consortium-cert")
+            .arg(cert_path)
+            .arg("--consortium-key")
+            .arg(key_path)
+            .arg("--consortium-domain")
+            .arg("localhost");
+    });
+    let status = status_over_tls(&port, &ca_cert.pem(), identity())
+        .await
+        .expect("status");
+    assert!(
+        status.transfers > 0,
+        "the gateway's deposits are on the chain"
+    );
+    drop(node);
 }

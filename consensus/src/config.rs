@@ -68,6 +68,11 @@ pub struct ValidatorConfig {
     /// batch submission, status), e.g. `127.0.0.1:28001`; `rempart-validator` serves none.
     #[serde(default)]
     pub api_listen: Option<String>,
+    /// TLS of the client API (PEM files; relative paths from the configuration's directory).
+    /// With `client_ca`, only clients presenting a certificate from that CA are served
+    /// (mutual TLS: each custodian institution's certificate).
+    #[serde(default)]
+    pub api_tls: Option<ApiTlsConfig>,
     /// Keep the chain in PostgreSQL instead of the embedded block store under `data_dir`
     /// (the WAL and evidence logs stay under `data_dir`).
     #[serde(default)]
@@ -77,6 +82,19 @@ pub struct ValidatorConfig {
     #[cfg(feature = "byzantine")]
     #[serde(default)]
     pub byzantine: Option<crate::byzantine::ByzantineOptions>,
+}
+
+/// TLS files of a validator's client API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTlsConfig {
+    /// The validator's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// CA whose client certificates are required (PEM); without it any client is served.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 fn default_block_entries() -> usize {
@@ -154,6 +172,20 @@ impl ValidatorConfig {
         {
             *status = base.join(&*status);
         }
+        if let Some(tls) = &mut config.api_tls {
+            for file in [
+                Some(&mut tls.cert),
+                Some(&mut tls.key),
+                tls.client_ca.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if file.is_relative() {
+                    *file = base.join(&*file);
+                }
+            }
+        }
         Ok(config)
     }
 
@@ -208,5 +240,34 @@ mod tests {
         assert_eq!(options.peers.len(), 1);
         std::fs::write(&path, r#"{"validator_id": 2, "surprise": 1}"#).unwrap();
         assert!(ValidatorConfig::load(&path).is_err());
+    }
+
+    #[test]
+    fn the_api_tls_files_resolve_against_the_config_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("validator.json");
+        std::fs::write(
+            &path,
+            r#"{"validator_id": 1, "key_file": "k", "genesis_file": "g", "data_dir": "d",
+                "listen": "/ip4/127.0.0.1/tcp/27001", "peers": [],
+                "api_listen": "127.0.0.1:28001",
+                "api_tls": {"cert": "api.pem", "key": "/secret/api.key", "client_ca": "ca.pem"}}"#,
+        )
+        .unwrap();
+        let tls = ValidatorConfig::load(&path).unwrap().api_tls.unwrap();
+        assert_eq!(tls.cert, dir.path().join("api.pem"));
+        assert_eq!(tls.key, PathBuf::from("/secret/api.key"));
+        assert_eq!(tls.client_ca, Some(dir.path().join("ca.pem")));
+        std::fs::write(
+            &path,
+            r#"{"validator_id": 1, "key_file": "k", "genesis_file": "g", "data_dir": "d",
+                "listen": "/ip4/127.0.0.1/tcp/27001", "peers": [],
+                "api_tls": {"cert": "a", "key": "b", "typo": "c"}}"#,
+        )
+        .unwrap();
+        assert!(
+            ValidatorConfig::load(&path).is_err(),
+            "unknown TLS keys are refused"
+        );
     }
 }

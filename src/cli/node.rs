@@ -50,6 +50,19 @@ pub struct DemoArgs {
     /// comma-separated.
     #[arg(long, value_delimiter = ',', requires = "consortium_genesis")]
     pub consortium_validators: Vec<String>,
+    /// CA of the validators' API certificates (PEM): talk to them over TLS.
+    #[arg(long, requires = "consortium_genesis")]
+    pub consortium_ca: Option<PathBuf>,
+    /// This node's client certificate for the validators (PEM; mutual TLS), with
+    /// --consortium-key.
+    #[arg(long, requires_all = ["consortium_ca", "consortium_key"])]
+    pub consortium_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, requires = "consortium_cert")]
+    pub consortium_key: Option<PathBuf>,
+    /// Name in the validators' certificates, if not the address's host.
+    #[arg(long, requires = "consortium_ca")]
+    pub consortium_domain: Option<String>,
     /// Print this node's compliance gate key (hex; created in the data directory if new) and
     /// exit: what a consortium lists in its genesis `gate_keys`.
     #[arg(long)]
@@ -107,6 +120,14 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             let options = node::consortium::ConsortiumOptions {
                 genesis_file,
                 validators: args.consortium_validators,
+                tls: args
+                    .consortium_ca
+                    .map(|ca| node::consortium::ConsortiumTls {
+                        ca,
+                        cert: args.consortium_cert,
+                        key: args.consortium_key,
+                        domain: args.consortium_domain,
+                    }),
             };
             options.validate()?;
             Some(options)

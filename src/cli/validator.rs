@@ -305,7 +305,15 @@ pub fn run(args: ValidatorArgs) -> anyhow::Result<()> {
                     )
                     .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             };
-            let server = tonic::transport::Server::builder()
+            let mut builder = tonic::transport::Server::builder();
+            if let Some(tls) = &config.api_tls {
+                builder = builder.tls_config(crate::node::server_tls(&crate::node::TlsFiles {
+                    cert: tls.cert.clone(),
+                    key: tls.key.clone(),
+                    client_ca: tls.client_ca.clone(),
+                })?)?;
+            }
+            let server = builder
                 .concurrency_limit_per_connection(CONNECTION_CONCURRENCY_MAX)
                 .add_service(health)
                 .add_service(reflection().build_v1()?)

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::consortium::ConsortiumOptions;
+use super::consortium::{ConsortiumOptions, ConsortiumTls};
 use super::gateway::RateLimits;
 use super::{NodeOptions, TlsFiles};
 
@@ -50,6 +50,20 @@ pub struct ConsortiumConfig {
     pub genesis_file: Option<PathBuf>,
     /// Each validator's client API address (`host:port`).
     pub validators: Option<Vec<String>>,
+    /// TLS towards the validators (mutual with cert and key).
+    pub tls: Option<ConsortiumTlsConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsortiumTlsConfig {
+    /// CA of the validators' certificates (PEM).
+    pub ca: Option<PathBuf>,
+    /// This custodian's client certificate and key (PEM), for mutual TLS.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Name in the validators' certificates, if not the address's host.
+    pub domain: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -169,9 +183,21 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<
     let consortium = match (consortium.genesis_file, consortium.validators) {
         (None, None) => None,
         (Some(genesis_file), Some(validators)) => {
+            let tls = match consortium.tls {
+                None => None,
+                Some(t) => Some(ConsortiumTls {
+                    ca: t
+                        .ca
+                        .ok_or_else(|| anyhow::anyhow!("consortium.tls needs ca"))?,
+                    cert: t.cert,
+                    key: t.key,
+                    domain: t.domain,
+                }),
+            };
             let options = ConsortiumOptions {
                 genesis_file,
                 validators,
+                tls,
             };
             options.validate()?;
             Some(options)

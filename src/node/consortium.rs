@@ -21,7 +21,7 @@ use settlement::block::CommittedBlock;
 use settlement::codec::Writer;
 use settlement::ledger::Batch;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::errors::detail_of;
 
@@ -50,6 +50,19 @@ pub struct ConsortiumOptions {
     pub genesis_file: PathBuf,
     /// Each validator's client API, `host:port` (or a full `http://` / `https://` URI).
     pub validators: Vec<String>,
+    /// TLS towards the validators (their API's `api_tls`); `host:port` then means https.
+    pub tls: Option<ConsortiumTls>,
+}
+
+/// TLS towards the validators: the CA their certificates chain to and, for mutual TLS, this
+/// custodian's certificate and key (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsortiumTls {
+    pub ca: PathBuf,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// The name the validators' certificates carry, if it is not the address's host.
+    pub domain: Option<String>,
 }
 
 impl ConsortiumOptions {
@@ -64,8 +77,24 @@ impl ConsortiumOptions {
                 self.validators.len()
             );
         }
+        if let Some(tls) = &self.tls {
+            if tls.cert.is_some() != tls.key.is_some() {
+                anyhow::bail!("consortium.tls needs both cert and key (or neither)");
+            }
+            for (what, file) in [
+                ("ca", Some(&tls.ca)),
+                ("cert", tls.cert.as_ref()),
+                ("key", tls.key.as_ref()),
+            ] {
+                if let Some(file) = file
+                    && !file.is_file()
+                {
+                    anyhow::bail!("consortium.tls.{what} {} does not exist", file.display());
+                }
+            }
+        }
         for v in &self.validators {
-            endpoint(v)?;
+            endpoint(v, None)?;
         }
         if !self.genesis_file.is_file() {
             anyhow::bail!(
@@ -77,16 +106,39 @@ impl ConsortiumOptions {
     }
 }
 
-fn endpoint(address: &str) -> anyhow::Result<Endpoint> {
+fn endpoint(address: &str, tls: Option<&ClientTlsConfig>) -> anyhow::Result<Endpoint> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let uri = if address.contains("://") {
         address.to_string()
     } else {
-        format!("http://{address}")
+        format!("{scheme}://{address}")
     };
-    Ok(Endpoint::from_shared(uri)
+    let endpoint = Endpoint::from_shared(uri)
         .map_err(|e| anyhow::anyhow!("consortium validator {address:?}: {e}"))?
         .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT))
+        .timeout(REQUEST_TIMEOUT);
+    match tls {
+        Some(tls) => endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| anyhow::anyhow!("consortium validator {address:?}: TLS: {e}")),
+        None => Ok(endpoint),
+    }
+}
+
+fn client_tls(tls: &ConsortiumTls) -> anyhow::Result<ClientTlsConfig> {
+    let read = |what: &str, path: &PathBuf| {
+        std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("consortium.tls.{what} {}: {e}", path.display()))
+    };
+    let mut config =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca", &tls.ca)?));
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        config = config.identity(Identity::from_pem(read("cert", cert)?, read("key", key)?));
+    }
+    if let Some(domain) = &tls.domain {
+        config = config.domain_name(domain.clone());
+    }
+    Ok(config)
 }
 
 /// Why a submission did not settle.
@@ -121,9 +173,10 @@ pub fn encode_batch(batch: &Batch) -> Vec<u8> {
 impl ConsortiumClient {
     /// Channels to every validator (no connection is made yet).
     pub fn new(options: &ConsortiumOptions) -> anyhow::Result<ConsortiumClient> {
+        let tls = options.tls.as_ref().map(client_tls).transpose()?;
         let mut clients = Vec::new();
         for address in &options.validators {
-            let channel = endpoint(address)?.connect_lazy();
+            let channel = endpoint(address, tls.as_ref())?.connect_lazy();
             clients
                 .push(ValidatorClient::new(channel).max_decoding_message_size(BLOCKS_MESSAGE_MAX));
         }
@@ -282,6 +335,7 @@ mod tests {
         let ok = ConsortiumOptions {
             genesis_file: genesis.clone(),
             validators: vec!["127.0.0.1:7001".into(), "https://v2.example:443".into()],
+            tls: None,
         };
         ok.validate().unwrap();
         let empty = ConsortiumOptions {
@@ -314,8 +368,34 @@ mod tests {
             validators: (0..=VALIDATORS_MAX)
                 .map(|i| format!("127.0.0.1:{}", 7000 + i))
                 .collect(),
-            ..ok
+            ..ok.clone()
         };
         assert!(many.validate().unwrap_err().to_string().contains("at most"));
+        let half_tls = ConsortiumOptions {
+            tls: Some(ConsortiumTls {
+                ca: genesis.clone(),
+                cert: Some(genesis.clone()),
+                key: None,
+                domain: None,
+            }),
+            ..ok.clone()
+        };
+        assert!(
+            half_tls
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("both cert and key")
+        );
+        let no_ca = ConsortiumOptions {
+            tls: Some(ConsortiumTls {
+                ca: dir.path().join("absent-ca.pem"),
+                cert: None,
+                key: None,
+                domain: None,
+            }),
+            ..ok
+        };
+        assert!(no_ca.validate().unwrap_err().to_string().contains("tls.ca"));
     }
 }

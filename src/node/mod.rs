@@ -52,6 +52,22 @@ pub struct TlsFiles {
     pub client_ca: Option<PathBuf>,
 }
 
+/// A server's TLS configuration from PEM files: its identity and, with `client_ca`, the CA
+/// every client must present a certificate from (mutual TLS).
+pub fn server_tls(tls: &TlsFiles) -> anyhow::Result<ServerTlsConfig> {
+    let cert = std::fs::read(&tls.cert)
+        .map_err(|e| anyhow::anyhow!("TLS certificate {}: {e}", tls.cert.display()))?;
+    let key = std::fs::read(&tls.key)
+        .map_err(|e| anyhow::anyhow!("TLS key {}: {e}", tls.key.display()))?;
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+    if let Some(ca) = &tls.client_ca {
+        let ca =
+            std::fs::read(ca).map_err(|e| anyhow::anyhow!("client CA {}: {e}", ca.display()))?;
+        config = config.client_ca_root(Certificate::from_pem(ca));
+    }
+    Ok(config)
+}
+
 /// How to run a node.
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
@@ -294,17 +310,7 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
         .max_concurrent_streams(Some(limits::STREAMS_MAX as u32))
         .tcp_nodelay(true);
     if let Some(tls) = &options.tls {
-        let cert = std::fs::read(&tls.cert)
-            .map_err(|e| anyhow::anyhow!("TLS certificate {}: {e}", tls.cert.display()))?;
-        let key = std::fs::read(&tls.key)
-            .map_err(|e| anyhow::anyhow!("TLS key {}: {e}", tls.key.display()))?;
-        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
-        if let Some(ca) = &tls.client_ca {
-            let ca = std::fs::read(ca)
-                .map_err(|e| anyhow::anyhow!("client CA {}: {e}", ca.display()))?;
-            config = config.client_ca_root(Certificate::from_pem(ca));
-        }
-        builder = builder.tls_config(config)?;
+        builder = builder.tls_config(server_tls(tls)?)?;
     }
     macro_rules! limited {
         ($server:expr) => {

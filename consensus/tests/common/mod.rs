@@ -170,6 +170,7 @@ pub fn setup(dir: &Path, transfers: u64, customize: impl Fn(usize, &mut Validato
             propose_timeout_ms: None,
             postgres: None,
             api_listen: None,
+            api_tls: None,
             byzantine: None,
         };
         customize(index, &mut config);
