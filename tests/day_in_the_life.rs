@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{code_of, req, start};
+use common::{code_of, limit, req, start};
 use rempart_proto::v1 as pb;
 use rust_decimal::Decimal;
 use tonic::transport::Channel;
@@ -133,19 +133,6 @@ impl Clients {
 
 fn kind_of(t: &pb::Transfer) -> pb::TransferKind {
     pb::TransferKind::try_from(t.kind).unwrap_or(pb::TransferKind::Unspecified)
-}
-
-fn limit(side: pb::Side, price: &str, qty: &str) -> pb::PlaceOrderRequest {
-    pb::PlaceOrderRequest {
-        market: "CITY/EUR".into(),
-        side: side as i32,
-        order_type: pb::OrderType::Limit as i32,
-        time_in_force: pb::TimeInForce::Gtc as i32,
-        price: price.into(),
-        quantity: qty.into(),
-        client_order_id: String::new(),
-        account_id: String::new(),
-    }
 }
 
 fn status_of(w: &pb::Withdrawal) -> pb::WithdrawalStatus {

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::validators::Net;
-use common::{Node, req, start_with};
+use common::{Node, assert_ledger_equals_engine, limit, req, settled_view, start_with, verify};
 use rempart_proto::v1 as pb;
 use rempart_proto::v1::validator_client::ValidatorClient;
 use settlement::block::CommittedBlock;
@@ -51,19 +51,6 @@ fn start_gateway(data_dir: &Path, net: &Net) -> Node {
     })
 }
 
-fn limit(side: pb::Side, price: &str, qty: &str) -> pb::PlaceOrderRequest {
-    pb::PlaceOrderRequest {
-        market: "CITY/EUR".into(),
-        side: side as i32,
-        order_type: pb::OrderType::Limit as i32,
-        time_in_force: pb::TimeInForce::Gtc as i32,
-        price: price.into(),
-        quantity: qty.into(),
-        client_order_id: String::new(),
-        account_id: String::new(),
-    }
-}
-
 async fn trade(ch: &Channel, seller: &str, buyer: &str) {
     let mut trading = pb::trading_client::TradingClient::new(ch.clone());
     trading
@@ -78,58 +65,11 @@ async fn trade(ch: &Channel, seller: &str, buyer: &str) {
     assert_eq!(buy.status, pb::OrderStatus::Filled as i32);
 }
 
-/// Waits until the ledger settled everything the engine acknowledged for `token`'s account;
-/// then checks that the ledger's positions equal the engine's balances.
-async fn assert_settled(ch: &Channel, token: &str, net: &Net) {
-    let mut accounts = pb::accounts_client::AccountsClient::new(ch.clone());
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let balances = accounts
-            .get_balances(req(pb::GetBalancesRequest::default(), token))
-            .await
-            .expect("balances")
-            .into_inner();
-        let statement = accounts
-            .get_statement(req(pb::GetStatementRequest::default(), token))
-            .await
-            .expect("statement")
-            .into_inner();
-        if statement.sequence >= balances.sequence {
-            for b in &balances.balances {
-                let position = statement
-                    .positions
-                    .iter()
-                    .find(|p| p.asset == b.asset)
-                    .expect("a position per asset");
-                assert_eq!(position.closing, b.total, "ledger and engine differ");
-            }
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "settlement did not reach seq {} (at {})\n{}",
-            balances.sequence,
-            statement.sequence,
-            net.log_tails()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn validator(addr: &str) -> Option<ValidatorClient<Channel>> {
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .ok()?;
-    Some(ValidatorClient::new(channel).max_decoding_message_size(16 * 1024 * 1024))
-}
-
 /// Every committed block of the validator at `addr`, pulled through GetBlocks.
 async fn chain_of(addr: &str) -> Vec<CommittedBlock> {
-    let mut client = validator(addr).await.expect("validator up");
+    let mut client = common::validators::client(addr)
+        .await
+        .expect("validator up");
     let mut blocks = Vec::new();
     loop {
         let answer = client
@@ -150,20 +90,6 @@ async fn chain_of(addr: &str) -> Vec<CommittedBlock> {
             blocks.push(block);
         }
     }
-}
-
-fn verify(data_dir: &Path) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_rempart"))
-        .args(["ledger", "verify", "--data"])
-        .arg(data_dir)
-        .output()
-        .expect("run ledger verify");
-    assert!(
-        out.status.success(),
-        "ledger verify failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("verify prints JSON")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,7 +124,8 @@ async fn a_gateway_settles_on_the_consortium_through_validator_and_gateway_sigki
             };
             trade(&ch, seller, buyer).await;
         }
-        assert_settled(&ch, &alice, &net).await;
+        let (balances, statement) = settled_view(&ch, &alice).await;
+        assert_ledger_equals_engine(&balances, &statement);
         // Two more trades, then SIGKILL (Drop) right after their acknowledgement.
         trade(&ch, &alice, &bob).await;
         trade(&ch, &bob, &alice).await;
@@ -208,7 +135,8 @@ async fn a_gateway_settles_on_the_consortium_through_validator_and_gateway_sigki
     let node = start_gateway(&gw, &net);
     let ch = node.channel().await;
     for name in ["alice", "bob"] {
-        assert_settled(&ch, &tokens[name], &net).await;
+        let (balances, statement) = settled_view(&ch, &tokens[name]).await;
+        assert_ledger_equals_engine(&balances, &statement);
         let movements = common::all_transfers(&ch, &tokens[name], "", 50).await;
         let ids: HashSet<&str> = movements.iter().map(|m| m.transfer_id.as_str()).collect();
         assert_eq!(ids.len(), movements.len(), "no transfer listed twice");
@@ -290,16 +218,7 @@ async fn a_gateway_settles_on_the_consortium_through_validator_and_gateway_sigki
 fn a_gateway_whose_gate_key_the_consortium_does_not_list_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let net = Net::new(dir.path(), VALIDATORS, &[]);
-    let out = Command::new(env!("CARGO_BIN_EXE_rempart"))
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path().join("gateway"))
+    let out = common::demo_command(&dir.path().join("gateway"))
         .arg("--consortium-genesis")
         .arg(net.genesis_file())
         .arg("--consortium-validators")
@@ -343,30 +262,15 @@ async fn status_over_tls(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validators_serve_custodians_over_mutual_tls_only() {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name);
     // The consortium's CA certifies the validator's API and the custodian (the gateway).
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let server_key = KeyPair::generate().unwrap();
-    let server_cert = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&server_key, &issuer)
-        .unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let client_cert = CertificateParams::new(vec!["custodian-rempart".to_string()])
-        .unwrap()
-        .signed_by(&client_key, &issuer)
-        .unwrap();
-    std::fs::write(p("ca.pem"), ca_cert.pem()).unwrap();
-    std::fs::write(p("validator.pem"), server_cert.pem()).unwrap();
-    std::fs::write(p("validator.key"), server_key.serialize_pem()).unwrap();
-    std::fs::write(p("custodian.pem"), client_cert.pem()).unwrap();
-    std::fs::write(p("custodian.key"), client_key.serialize_pem()).unwrap();
+    let pki = common::pki::TestPki::new("custodian-rempart");
+    std::fs::write(p("ca.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(p("validator.pem"), &pki.server_cert).unwrap();
+    std::fs::write(p("validator.key"), &pki.server_key).unwrap();
+    std::fs::write(p("custodian.pem"), &pki.client_cert).unwrap();
+    std::fs::write(p("custodian.key"), &pki.client_key).unwrap();
 
     let gw = p("gateway");
     let key = gate_key(&gw);
@@ -385,9 +289,9 @@ async fn validators_serve_custodians_over_mutual_tls_only() {
     std::fs::write(&config_path, config.to_string()).unwrap();
     net.start_all();
     let port = net.api[0].rsplit(':').next().unwrap().to_string();
-    let identity = || Some((client_cert.pem(), client_key.serialize_pem()));
+    let identity = || Some((pki.client_cert.clone(), pki.client_key.clone()));
     let deadline = tokio::time::Instant::now() + WAIT;
-    while status_over_tls(&port, &ca_cert.pem(), identity())
+    while status_over_tls(&port, &pki.ca_pem, identity())
         .await
         .is_none()
     {
@@ -399,8 +303,8 @@ async fn validators_serve_custodians_over_mutual_tls_only() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // No client certificate, or no TLS at all: nothing gets through.
-    assert!(status_over_tls(&port, &ca_cert.pem(), None).await.is_none());
-    let plain = match validator(&net.api[0]).await {
+    assert!(status_over_tls(&port, &pki.ca_pem, None).await.is_none());
+    let plain = match common::validators::client(&net.api[0]).await {
         None => true,
         Some(mut c) => c
             .get_status(pb::GetValidatorStatusRequest {})
@@ -428,7 +332,7 @@ async fn validators_serve_custodians_over_mutual_tls_only() {
             .arg("--consortium-domain")
             .arg("localhost");
     });
-    let status = status_over_tls(&port, &ca_cert.pem(), identity())
+    let status = status_over_tls(&port, &pki.ca_pem, identity())
         .await
         .expect("status");
     assert!(

@@ -14,10 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::code_of;
-use common::validators::Net;
+use common::validators::{Net, client};
 use rempart_consensus::workload::Workload;
 use rempart_proto::v1 as pb;
-use rempart_proto::v1::validator_client::ValidatorClient;
 use settlement::codec::Writer;
 use settlement::ledger::Batch;
 use settlement::membership::GenesisConfig;
@@ -39,17 +38,6 @@ fn encode(batch: &Batch) -> Vec<u8> {
     let mut w = Writer::new();
     batch.encode(&mut w);
     w.into_bytes()
-}
-
-async fn client(addr: &str) -> Option<ValidatorClient<Channel>> {
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .ok()?;
-    Some(ValidatorClient::new(channel))
 }
 
 async fn status(addr: &str) -> Option<pb::ValidatorStatus> {

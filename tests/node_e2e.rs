@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Node, code_of, req};
+use common::{Node, code_of, limit_on as limit, req};
 use rempart_proto::v1 as pb;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -17,19 +17,6 @@ fn start(data_dir: &Path, extra: &[&str]) -> Node {
     common::start_with(data_dir, |c| {
         c.args(extra);
     })
-}
-
-fn limit(market: &str, side: pb::Side, price: &str, qty: &str) -> pb::PlaceOrderRequest {
-    pb::PlaceOrderRequest {
-        market: market.into(),
-        side: side as i32,
-        order_type: pb::OrderType::Limit as i32,
-        time_in_force: pb::TimeInForce::Gtc as i32,
-        price: price.into(),
-        quantity: qty.into(),
-        client_order_id: String::new(),
-        account_id: String::new(),
-    }
 }
 
 fn balance(b: &pb::GetBalancesResponse, asset: &str) -> pb::Balance {

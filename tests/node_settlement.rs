@@ -5,31 +5,11 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
 
-use common::{code_of, req, start};
+use common::{assert_ledger_equals_engine, code_of, limit, req, settled_view, start, verify};
 use rempart_proto::v1 as pb;
 use tonic::Code;
 use tonic::transport::Channel;
-
-/// How long a test waits for settlement to catch up before it fails (a bound against hangs,
-/// not a performance assertion: settlement normally follows within milliseconds).
-const SETTLE_WAIT: Duration = Duration::from_secs(120);
-
-fn limit(side: pb::Side, price: &str, qty: &str) -> pb::PlaceOrderRequest {
-    pb::PlaceOrderRequest {
-        market: "CITY/EUR".into(),
-        side: side as i32,
-        order_type: pb::OrderType::Limit as i32,
-        time_in_force: pb::TimeInForce::Gtc as i32,
-        price: price.into(),
-        quantity: qty.into(),
-        client_order_id: String::new(),
-        account_id: String::new(),
-    }
-}
 
 /// One trade: `seller` rests a sell, `buyer` takes it.
 async fn trade(ch: &Channel, seller: &str, buyer: &str, price: &str, qty: &str) {
@@ -50,69 +30,9 @@ async fn trade(ch: &Channel, seller: &str, buyer: &str, price: &str, qty: &str) 
     );
 }
 
-/// Waits until the ledger has settled everything the engine acknowledged for `token`'s
-/// account, then returns (engine balances, ledger statement) taken at the same seq.
-async fn settled_view(ch: &Channel, token: &str) -> (pb::GetBalancesResponse, pb::Statement) {
-    let mut accounts = pb::accounts_client::AccountsClient::new(ch.clone());
-    let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
-    loop {
-        let balances = accounts
-            .get_balances(req(pb::GetBalancesRequest::default(), token))
-            .await
-            .expect("balances")
-            .into_inner();
-        let statement = accounts
-            .get_statement(req(pb::GetStatementRequest::default(), token))
-            .await
-            .expect("statement")
-            .into_inner();
-        if statement.sequence >= balances.sequence {
-            return (balances, statement);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "settlement did not reach seq {} (at {})",
-            balances.sequence,
-            statement.sequence
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The ledger's closing position of every asset equals the engine's total.
-fn assert_ledger_equals_engine(balances: &pb::GetBalancesResponse, statement: &pb::Statement) {
-    for b in &balances.balances {
-        let position = statement
-            .positions
-            .iter()
-            .find(|p| p.asset == b.asset)
-            .expect("a position per asset");
-        assert_eq!(
-            position.closing, b.total,
-            "ledger and engine differ for {} of account {}",
-            b.asset, balances.account_id
-        );
-        assert_eq!(position.held, b.held);
-    }
-}
-
 /// Every movement of the caller's account, newest first, through every page.
 async fn all_transfers(ch: &Channel, token: &str) -> Vec<pb::Transfer> {
     common::all_transfers(ch, token, "", 7).await
-}
-
-fn verify(data_dir: &Path) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_rempart"))
-        .args(["ledger", "verify", "--data"])
-        .arg(data_dir)
-        .output()
-        .expect("run ledger verify");
-    assert!(
-        out.status.success(),
-        "ledger verify failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("verify prints JSON")
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+mod common;
+
 use rempart_proto::v1 as pb;
 use tonic::Request;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
@@ -13,25 +14,11 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 #[tokio::test]
 async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let server_key = KeyPair::generate().unwrap();
-    let server_cert = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&server_key, &issuer)
-        .unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let client_cert = CertificateParams::new(vec!["validator-1".to_string()])
-        .unwrap()
-        .signed_by(&client_key, &issuer)
-        .unwrap();
+    let pki = common::pki::TestPki::new("validator-1");
     let p = |name: &str| dir.path().join(name);
-    std::fs::write(p("ca.pem"), ca_cert.pem()).unwrap();
-    std::fs::write(p("server.pem"), server_cert.pem()).unwrap();
-    std::fs::write(p("server.key"), server_key.serialize_pem()).unwrap();
+    std::fs::write(p("ca.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(p("server.pem"), &pki.server_cert).unwrap();
+    std::fs::write(p("server.key"), &pki.server_key).unwrap();
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_rempart"))
         .args([
@@ -68,15 +55,12 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
         }
     }
     let uri = format!("https://localhost:{port}");
-    let ca = Certificate::from_pem(ca_cert.pem());
+    let ca = Certificate::from_pem(&pki.ca_pem);
 
     let with_identity = ClientTlsConfig::new()
         .ca_certificate(ca.clone())
         .domain_name("localhost")
-        .identity(Identity::from_pem(
-            client_cert.pem(),
-            client_key.serialize_pem(),
-        ));
+        .identity(Identity::from_pem(&pki.client_cert, &pki.client_key));
     let ch = Channel::from_shared(uri.clone())
         .unwrap()
         .tls_config(with_identity)

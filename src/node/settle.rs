@@ -709,11 +709,7 @@ fn genesis(dir: &Path, store: &dyn KeyStore, gate_key: [u8; 32]) -> anyhow::Resu
         gate_keys: vec![gate_key],
     };
     genesis.verify()?;
-    let tmp = dir.join(format!("{GENESIS_FILE}.tmp"));
-    std::fs::write(&tmp, serde_json::to_string_pretty(&genesis)?)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()?;
+    write_genesis(dir, &genesis)?;
     Ok(genesis)
 }
 
@@ -757,12 +753,18 @@ fn consortium_genesis(
         }
         return Ok(genesis);
     }
-    let tmp = dir.join(format!("{GENESIS_FILE}.tmp"));
-    std::fs::write(&tmp, serde_json::to_string_pretty(&genesis)?)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()?;
+    write_genesis(dir, &genesis)?;
     Ok(genesis)
+}
+
+/// Writes `dir/genesis.json` durably (a temporary file synced, renamed, the directory synced).
+fn write_genesis(dir: &Path, genesis: &GenesisConfig) -> anyhow::Result<()> {
+    let tmp = dir.join(format!("{GENESIS_FILE}.tmp"));
+    std::fs::write(&tmp, serde_json::to_string_pretty(genesis)?)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, dir.join(GENESIS_FILE))?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 /// What [`LedgerHub::open`] needs.

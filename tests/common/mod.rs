@@ -4,12 +4,14 @@
 //! part of this module, hence `dead_code` is allowed here only.
 #![allow(dead_code)]
 
+pub mod pki;
 pub mod validators;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use rempart_proto::v1 as pb;
 use tonic::transport::Channel;
@@ -48,8 +50,8 @@ pub fn start(data_dir: &Path) -> Node {
     start_with(data_dir, |_| {})
 }
 
-/// Starts `rempart demo` on `data_dir`; `configure` adds arguments or environment.
-pub fn start_with(data_dir: &Path, configure: impl FnOnce(&mut Command)) -> Node {
+/// `rempart demo` on ephemeral ports and `data_dir`, logs at WARN; not started.
+pub fn demo_command(data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rempart"));
     command
         .args([
@@ -61,9 +63,14 @@ pub fn start_with(data_dir: &Path, configure: impl FnOnce(&mut Command)) -> Node
         ])
         .arg("--data-dir")
         .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// Starts `rempart demo` on `data_dir`; `configure` adds arguments or environment.
+pub fn start_with(data_dir: &Path, configure: impl FnOnce(&mut Command)) -> Node {
+    let mut command = demo_command(data_dir);
+    command.stdout(Stdio::piped()).stderr(Stdio::inherit());
     configure(&mut command);
     let mut child = command.spawn().expect("start rempart demo");
     let stdout = child.stdout.take().expect("stdout");
@@ -171,4 +178,88 @@ pub async fn all_transfers(
             return out;
         }
     }
+}
+
+/// How long a test waits for settlement to catch up before it fails (a bound against hangs,
+/// not a performance assertion: settlement normally follows within seconds).
+pub const SETTLE_WAIT: Duration = Duration::from_secs(180);
+
+/// A GTC limit order on `market`.
+pub fn limit_on(market: &str, side: pb::Side, price: &str, qty: &str) -> pb::PlaceOrderRequest {
+    pb::PlaceOrderRequest {
+        market: market.into(),
+        side: side as i32,
+        order_type: pb::OrderType::Limit as i32,
+        time_in_force: pb::TimeInForce::Gtc as i32,
+        price: price.into(),
+        quantity: qty.into(),
+        client_order_id: String::new(),
+        account_id: String::new(),
+    }
+}
+
+/// A GTC limit order on CITY/EUR.
+pub fn limit(side: pb::Side, price: &str, qty: &str) -> pb::PlaceOrderRequest {
+    limit_on("CITY/EUR", side, price, qty)
+}
+
+/// Waits until the ledger has settled everything the engine acknowledged for `token`'s
+/// account, then returns (engine balances, ledger statement) taken at the same seq.
+pub async fn settled_view(ch: &Channel, token: &str) -> (pb::GetBalancesResponse, pb::Statement) {
+    let mut accounts = pb::accounts_client::AccountsClient::new(ch.clone());
+    let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+    loop {
+        let balances = accounts
+            .get_balances(req(pb::GetBalancesRequest::default(), token))
+            .await
+            .expect("balances")
+            .into_inner();
+        let statement = accounts
+            .get_statement(req(pb::GetStatementRequest::default(), token))
+            .await
+            .expect("statement")
+            .into_inner();
+        if statement.sequence >= balances.sequence {
+            return (balances, statement);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "settlement did not reach seq {} (at {})",
+            balances.sequence,
+            statement.sequence
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The ledger's closing position of every asset equals the engine's total.
+pub fn assert_ledger_equals_engine(balances: &pb::GetBalancesResponse, statement: &pb::Statement) {
+    for b in &balances.balances {
+        let position = statement
+            .positions
+            .iter()
+            .find(|p| p.asset == b.asset)
+            .expect("a position per asset");
+        assert_eq!(
+            position.closing, b.total,
+            "ledger and engine differ for {} of account {}",
+            b.asset, balances.account_id
+        );
+        assert_eq!(position.held, b.held);
+    }
+}
+
+/// Runs `rempart ledger verify` on `data_dir`; its JSON report (the run must succeed).
+pub fn verify(data_dir: &Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_rempart"))
+        .args(["ledger", "verify", "--data"])
+        .arg(data_dir)
+        .output()
+        .expect("run ledger verify");
+    assert!(
+        out.status.success(),
+        "ledger verify failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("verify prints JSON")
 }

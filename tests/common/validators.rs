@@ -115,3 +115,21 @@ impl Drop for Net {
         }
     }
 }
+
+/// A connected client of the validator API at `addr` (plaintext), or None if it does not
+/// answer within half a second.
+pub async fn client(
+    addr: &str,
+) -> Option<rempart_proto::v1::validator_client::ValidatorClient<tonic::transport::Channel>> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect_timeout(std::time::Duration::from_millis(500))
+        .timeout(std::time::Duration::from_secs(10))
+        .connect()
+        .await
+        .ok()?;
+    Some(
+        rempart_proto::v1::validator_client::ValidatorClient::new(channel)
+            .max_decoding_message_size(16 * 1024 * 1024),
+    )
+}
