@@ -341,3 +341,103 @@ async fn validators_serve_custodians_over_mutual_tls_only() {
     );
     drop(node);
 }
+
+/// A validator API in front of a real one that forwards everything but serves every block
+/// altered (its timestamp moved by 1 µs, so its hash no longer matches its certificate).
+#[derive(Clone)]
+struct Liar {
+    inner: ValidatorClient<Channel>,
+}
+
+#[tonic::async_trait]
+impl pb::validator_server::Validator for Liar {
+    async fn submit_batch(
+        &self,
+        request: tonic::Request<pb::SubmitBatchRequest>,
+    ) -> Result<tonic::Response<pb::SubmitBatchResponse>, tonic::Status> {
+        self.inner.clone().submit_batch(request.into_inner()).await
+    }
+
+    async fn get_status(
+        &self,
+        request: tonic::Request<pb::GetValidatorStatusRequest>,
+    ) -> Result<tonic::Response<pb::ValidatorStatus>, tonic::Status> {
+        self.inner.clone().get_status(request.into_inner()).await
+    }
+
+    async fn get_blocks(
+        &self,
+        request: tonic::Request<pb::GetBlocksRequest>,
+    ) -> Result<tonic::Response<pb::GetBlocksResponse>, tonic::Status> {
+        let mut answer = self
+            .inner
+            .clone()
+            .get_blocks(request.into_inner())
+            .await?
+            .into_inner();
+        for bytes in &mut answer.blocks {
+            let mut block = CommittedBlock::decode(bytes).expect("a block decodes");
+            block.block.header.timestamp_us += 1;
+            *bytes = block.encode();
+        }
+        Ok(tonic::Response::new(answer))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_serving_altered_blocks_is_not_believed() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = dir.path().join("gateway");
+    let consortium = dir.path().join("consortium");
+    std::fs::create_dir_all(&consortium).unwrap();
+    let key = gate_key(&gw);
+    let mut net = Net::new(&consortium, VALIDATORS, &[key]);
+    net.start_all();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let inner = loop {
+        if let Some(client) = common::validators::client(&net.api[0]).await {
+            break client;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "validator 1 never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let liar_addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(pb::validator_server::ValidatorServer::new(Liar { inner }))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    // The liar is named first, so the gateway asks it for blocks first.
+    let genesis = net.genesis_file();
+    let validators = std::iter::once(liar_addr)
+        .chain(net.api.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(",");
+    let node = start_with(&gw, move |c| {
+        c.arg("--consortium-genesis")
+            .arg(genesis)
+            .arg("--consortium-validators")
+            .arg(validators);
+    });
+    // It started (its deposits settled from the honest validators' blocks) and trades settle.
+    let ch = node.channel().await;
+    let (alice, bob) = (node.token("alice"), node.token("bob"));
+    trade(&ch, &alice, &bob).await;
+    let (balances, statement) = settled_view(&ch, &alice).await;
+    assert_ledger_equals_engine(&balances, &statement);
+    drop(ch);
+    drop(node);
+    // Its copy holds only the consortium's real blocks.
+    let report = verify(&gw);
+    assert_eq!(report["ok"], true);
+    let height = report["height"].as_u64().unwrap() as usize;
+    let chain = chain_of(&net.api[1]).await;
+    assert_eq!(
+        hex::encode(chain[height - 1].block.hash()),
+        report["head_hash"].as_str().unwrap_or_default()
+    );
+}

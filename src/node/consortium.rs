@@ -153,6 +153,16 @@ pub enum SubmitError {
     Timeout(Duration, String),
 }
 
+/// Blocks one validator served, and what it said of its height.
+#[derive(Debug)]
+pub struct ServedBlocks {
+    pub blocks: Vec<CommittedBlock>,
+    /// Its committed height when it answered.
+    pub height: u64,
+    /// Which validator (index in the configuration) served them.
+    pub validator: usize,
+}
+
 /// The validators' API, one lazily connected channel each (tonic reconnects on its own).
 #[derive(Debug)]
 pub struct ConsortiumClient {
@@ -244,6 +254,19 @@ impl ConsortiumClient {
         }
     }
 
+    /// Stops asking `validator` first (it served a block that does not verify): the next one
+    /// is asked first from now on.
+    pub fn distrust(&self, validator: usize) {
+        let next = (validator + 1) % self.clients.len();
+        let _ =
+            self.preferred
+                .compare_exchange(validator, next, Ordering::Relaxed, Ordering::Relaxed);
+        tracing::error!(
+            validator = %self.addresses[validator],
+            "a validator served a block that does not verify; asking the others first"
+        );
+    }
+
     /// The smallest `block_entries_max` among the validators that answer (a batch above it
     /// would be refused by some), or None if none answers.
     pub async fn block_entries_max(&self) -> Option<usize> {
@@ -263,7 +286,7 @@ impl ConsortiumClient {
     /// Committed blocks from `from` on (at most 64 per call), from the first validator that
     /// answers, starting with the last that did; with the committed height it reported. The
     /// blocks are decoded, not verified: the caller's replica verifies them.
-    pub async fn blocks(&self, from: u64) -> anyhow::Result<(Vec<CommittedBlock>, u64)> {
+    pub async fn blocks(&self, from: u64) -> anyhow::Result<ServedBlocks> {
         let n = self.clients.len();
         let first = self.preferred.load(Ordering::Relaxed) % n;
         let mut errors = Vec::new();
@@ -303,7 +326,11 @@ impl ConsortiumClient {
                     match bad {
                         None => {
                             self.preferred.store(index, Ordering::Relaxed);
-                            return Ok((blocks, response.height));
+                            return Ok(ServedBlocks {
+                                blocks,
+                                height: response.height,
+                                validator: index,
+                            });
                         }
                         Some(reason) => {
                             tracing::warn!(validator = %self.addresses[index], %reason, "bad block answer");

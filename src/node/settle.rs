@@ -1805,7 +1805,17 @@ impl Settler {
         }
         let deadline = Instant::now() + super::consortium::SUBMIT_DEADLINE;
         loop {
-            let height = self.sync()?;
+            // A validator that cannot serve (or serves a block that does not verify) is passed
+            // over by the next pull; the batch is committed already and must not be failed.
+            let height = match self.sync() {
+                Ok(height) => height,
+                Err(error) if Instant::now() < deadline => {
+                    tracing::warn!(%error, "following the consortium; retrying");
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             if height >= target {
                 return Ok(height);
             }
@@ -1835,15 +1845,17 @@ impl Settler {
                     "sized consortium batches to the validators' blocks"
                 );
             }
-            let (blocks, their_height) = self.runtime.block_on(client.blocks(from))?;
-            let got = blocks.len();
-            for committed in blocks {
+            let served = self.runtime.block_on(client.blocks(from))?;
+            let (got, their_height) = (served.blocks.len(), served.height);
+            for committed in served.blocks {
                 let height = committed.block.header.height;
-                self.apply_committed(committed).map_err(|e| {
-                    anyhow::anyhow!(
+                if let Err(e) = self.apply_committed(committed) {
+                    // Only a faulty validator serves such a block: ask another one next.
+                    client.distrust(served.validator);
+                    anyhow::bail!(
                         "a block pulled from the consortium at height {height} does not verify: {e}"
-                    )
-                })?;
+                    );
+                }
             }
             let height = self.hub.height();
             if got == 0 || height >= their_height {
