@@ -41,8 +41,13 @@ fn gate_key(data_dir: &Path) -> [u8; 32] {
 }
 
 fn start_gateway(data_dir: &Path, net: &Net) -> Node {
+    start_gateway_on(data_dir, net, &net.api)
+}
+
+/// Starts the demo gateway on `net`'s genesis, naming `validators` (API addresses, in order).
+fn start_gateway_on(data_dir: &Path, net: &Net, validators: &[String]) -> Node {
     let genesis = net.genesis_file();
-    let validators = net.api.join(",");
+    let validators = validators.join(",");
     start_with(data_dir, move |c| {
         c.arg("--consortium-genesis")
             .arg(genesis)
@@ -412,17 +417,10 @@ async fn a_validator_serving_altered_blocks_is_not_believed() {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     // The liar is named first, so the gateway asks it for blocks first.
-    let genesis = net.genesis_file();
-    let validators = std::iter::once(liar_addr)
+    let validators: Vec<String> = std::iter::once(liar_addr)
         .chain(net.api.iter().cloned())
-        .collect::<Vec<_>>()
-        .join(",");
-    let node = start_with(&gw, move |c| {
-        c.arg("--consortium-genesis")
-            .arg(genesis)
-            .arg("--consortium-validators")
-            .arg(validators);
-    });
+        .collect();
+    let node = start_gateway_on(&gw, &net, &validators);
     // It started (its deposits settled from the honest validators' blocks) and trades settle.
     let ch = node.channel().await;
     let (alice, bob) = (node.token("alice"), node.token("bob"));
