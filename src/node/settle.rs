@@ -1485,9 +1485,9 @@ impl Settler {
             }
         };
         if let Some((block, _)) = committed {
-            let height = if self.consortium.is_some() {
+            let submitted = if self.consortium.is_some() {
                 match self.submit(block) {
-                    Ok(height) => height,
+                    Ok(height) => Some(height),
                     Err(error) => {
                         // Nothing is lost: the trades wait and are submitted again (settling
                         // twice is `exists`), the callers of deposits and withdrawals are
@@ -1515,59 +1515,55 @@ impl Settler {
                                 )));
                             }
                         }
-                        for (d, reply) in directs.into_iter().zip(replies) {
-                            let _ = d.reply.send(reply.unwrap_or_else(|| {
-                                Err(ApiReject::Internal
-                                    .status("", "transfer left out of the block"))
-                            }));
-                        }
-                        return Ok(());
+                        None
                     }
                 }
             } else {
-                self.commit(block)?
+                Some(self.commit(block)?)
             };
-            // On a consortium, the ledger may still refuse what the dry run accepted (its
-            // state moved): such trades wait and are retried, such deposits are refused.
-            for (key, trade, legs) in &trades {
-                let included = entries
-                    .iter()
-                    .any(|(_, o)| matches!(o, Owner::Trade(x) if x == key));
-                if included
-                    && legs
+            if let Some(height) = submitted {
+                // On a consortium, the ledger may still refuse what the dry run accepted (its
+                // state moved): such trades wait and are retried, such deposits are refused.
+                for (key, trade, legs) in &trades {
+                    let included = entries
                         .iter()
-                        .any(|(leg, _)| self.hub.transfer(leg.id).is_none())
-                {
-                    tracing::error!(
-                        seq = key.0,
-                        trade_id = trade.trade_id,
-                        "a trade was not settled by the ledger; retried later"
-                    );
-                    self.blocked.insert(
-                        *key,
-                        (*trade, now + Duration::from_secs(LEDGER_GATE_RETRY_S)),
-                    );
+                        .any(|(_, o)| matches!(o, Owner::Trade(x) if x == key));
+                    if included
+                        && legs
+                            .iter()
+                            .any(|(leg, _)| self.hub.transfer(leg.id).is_none())
+                    {
+                        tracing::error!(
+                            seq = key.0,
+                            trade_id = trade.trade_id,
+                            "a trade was not settled by the ledger; retried later"
+                        );
+                        self.blocked.insert(
+                            *key,
+                            (*trade, now + Duration::from_secs(LEDGER_GATE_RETRY_S)),
+                        );
+                    }
                 }
-            }
-            for (e, o) in &entries {
-                if let Owner::Direct(j) = o
-                    && replies[*j].is_none()
-                    && self.hub.transfer(e.transfer.id).is_none()
-                {
-                    replies[*j] = Some(Err(ApiReject::LedgerRefused
-                        .status("", "the consortium ledger did not settle the transfer")));
+                for (e, o) in &entries {
+                    if let Owner::Direct(j) = o
+                        && replies[*j].is_none()
+                        && self.hub.transfer(e.transfer.id).is_none()
+                    {
+                        replies[*j] = Some(Err(ApiReject::LedgerRefused
+                            .status("", "the consortium ledger did not settle the transfer")));
+                    }
                 }
-            }
-            for (e, o) in &entries {
-                if let Owner::Direct(j) = o
-                    && replies[*j].is_none()
-                {
-                    let h = self
-                        .hub
-                        .transfer(e.transfer.id)
-                        .map(|r| r.height)
-                        .unwrap_or(height);
-                    replies[*j] = Some(Ok(h));
+                for (e, o) in &entries {
+                    if let Owner::Direct(j) = o
+                        && replies[*j].is_none()
+                    {
+                        let h = self
+                            .hub
+                            .transfer(e.transfer.id)
+                            .map(|r| r.height)
+                            .unwrap_or(height);
+                        replies[*j] = Some(Ok(h));
+                    }
                 }
             }
         }
@@ -1788,9 +1784,7 @@ impl Settler {
         self.hub.inner.height_tx.send_replace(height);
         Ok(height)
     }
-}
 
-impl Settler {
     /// Consortium mode: submits the block's batches (accounts first) to the validators, then
     /// follows the chain to the height the committing validator reported, so that every
     /// transfer's final result is in the replica. Returns the replica's height.
