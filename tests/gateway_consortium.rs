@@ -439,3 +439,78 @@ async fn a_validator_serving_altered_blocks_is_not_believed() {
         report["head_hash"].as_str().unwrap_or_default()
     );
 }
+
+#[test]
+fn a_production_gateway_joins_the_consortium_from_its_configuration_file() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("gateway");
+    let consortium = dir.path().join("consortium");
+    std::fs::create_dir_all(&consortium).unwrap();
+    let config = dir.path().join("gateway.toml");
+    let write_config = |validators: &[String]| {
+        std::fs::write(
+            &config,
+            format!(
+                "role = \"gateway\"\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
+                 data_dir = {:?}\n[consortium]\ngenesis_file = {:?}\nvalidators = {:?}\n",
+                data.display().to_string(),
+                consortium.join("genesis.json").display().to_string(),
+                validators,
+            ),
+        )
+        .unwrap();
+    };
+    let node = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rempart"));
+        cmd.arg("node")
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env(
+                "REMPART_COMPLIANCE_PASSPHRASE",
+                "compliance test passphrase",
+            )
+            .env("REMPART_CUSTODY_PASSPHRASE", "custody test passphrase")
+            .env("REMPART_LEDGER_KEYS_PASSPHRASE", "ledger test passphrase");
+        cmd
+    };
+    // The operator's first step, before the consortium's genesis exists: the gate key.
+    write_config(&["127.0.0.1:1".to_string()]);
+    let out = node(&["--print-gate-key"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key: [u8; 32] = hex::decode(String::from_utf8(out.stdout).unwrap().trim())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let mut net = Net::new(&consortium, 1, &[key]);
+    net.start_all();
+    write_config(&net.api);
+    let mut child = node(&[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let ready = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line == "ready");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ready, "the gateway did not start\n{}", net.log_tails());
+    // Its ledger is a copy of the consortium's chain, not a chain of its own.
+    let ours: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join("ledger").join("genesis.json")).unwrap(),
+    )
+    .unwrap();
+    let theirs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(net.genesis_file()).unwrap()).unwrap();
+    assert_eq!(ours, theirs);
+}
