@@ -46,6 +46,7 @@ use rempart_proto::v1 as pb;
 use rempart_proto::v1::Role;
 use settlement::block::{CommitCertificate, CommittedBlock, Vote, VoteSignature};
 use settlement::dvp::{CODE_DVP_BASE, CODE_DVP_FEE, CODE_DVP_QUOTE, DvpTrade, FeeLeg};
+use settlement::ledger::verified::SignatureCache;
 use settlement::ledger::{
     AccountFlags, Batch, BatchResults, BatchSignature, CreateAccountResult, CreateTransferResult,
     GateApproval, NewAccount, Transfer, TransferEntry, TransferFlags, TransferRecord,
@@ -815,8 +816,12 @@ impl LedgerHub {
         )?;
         let file_store = FileStore::open(&dir)
             .map_err(|e| anyhow::anyhow!("ledger block store {}: {e}", dir.display()))?;
-        let replica = Replica::open(&genesis, file_store, 2)
+        let mut replica = Replica::open(&genesis, file_store, 2)
             .map_err(|e| anyhow::anyhow!("ledger {}: {e}", dir.display()))?;
+        // A gate signature the dry run verified is not verified again when the block commits
+        // (here, or pulled back from the consortium): only successes are cached, so no
+        // verdict can change.
+        replica.use_signature_cache(Arc::new(SignatureCache::new()));
         let mut state = State {
             replica,
             movements: HashMap::new(),
