@@ -427,6 +427,22 @@ async fn a_validator_serving_altered_blocks_is_not_believed() {
     trade(&ch, &alice, &bob).await;
     let (balances, statement) = settled_view(&ch, &alice).await;
     assert_ledger_equals_engine(&balances, &statement);
+    // Operators see it: the refused blocks and the committed batches are counted.
+    let metrics = common::http_get(&node.metrics, "/metrics").await;
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        value("rempart_consortium_bad_blocks_total") >= 1.0,
+        "{metrics}"
+    );
+    assert!(value("rempart_consortium_batches_total{outcome=\"committed\"}") >= 1.0);
+    assert!(value("rempart_consortium_commit_seconds_count") >= 1.0);
     drop(ch);
     drop(node);
     // Its copy holds only the consortium's real blocks.

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Node, code_of, limit_on as limit, req};
+use common::{Node, code_of, http_get, limit_on as limit, req};
 use rempart_proto::v1 as pb;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -162,17 +162,6 @@ async fn a_trade_fills_moves_balances_and_streams_market_data_in_sequence() {
         "{body}"
     );
     assert!(body.contains("rempart_engine_queue_depth"));
-}
-
-async fn http_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
 }
 
 #[tokio::test]

@@ -46,6 +46,14 @@ pub struct Metrics {
     pub ledger_height: IntGauge,
     /// Transfers settled on the ledger.
     pub settled_transfers: IntCounter,
+    /// Consortium mode: batches submitted to the validators, by outcome (`committed`,
+    /// `failed`).
+    pub consortium_batches: IntCounterVec,
+    /// Consortium mode: from the first submission of a batch until its block is in the
+    /// node's copy of the chain.
+    pub consortium_commit_seconds: Histogram,
+    /// Consortium mode: pulled blocks that did not verify (a faulty validator served them).
+    pub consortium_bad_blocks: IntCounter,
 }
 
 impl Metrics {
@@ -108,7 +116,30 @@ impl Metrics {
         registry.register(Box::new(settlement_lag_seconds.clone()))?;
         registry.register(Box::new(settlement_blocked_trades.clone()))?;
         registry.register(Box::new(ledger_height.clone()))?;
+        let consortium_batches = IntCounterVec::new(
+            Opts::new(
+                "consortium_batches_total",
+                "Batches submitted to the consortium's validators, by outcome",
+            ),
+            &["outcome"],
+        )?;
+        let consortium_commit_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "consortium_commit_seconds",
+                "First submission of a batch until its block is in the node's copy",
+            )
+            .buckets(vec![
+                5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+        )?;
+        let consortium_bad_blocks = IntCounter::new(
+            "consortium_bad_blocks_total",
+            "Blocks pulled from a validator that did not verify",
+        )?;
         registry.register(Box::new(settled_transfers.clone()))?;
+        registry.register(Box::new(consortium_batches.clone()))?;
+        registry.register(Box::new(consortium_commit_seconds.clone()))?;
+        registry.register(Box::new(consortium_bad_blocks.clone()))?;
         Ok(Metrics {
             registry,
             order_latency,
@@ -124,6 +155,9 @@ impl Metrics {
             settlement_blocked_trades,
             ledger_height,
             settled_transfers,
+            consortium_batches,
+            consortium_commit_seconds,
+            consortium_bad_blocks,
         })
     }
 

@@ -1797,6 +1797,28 @@ impl Settler {
         let Some(client) = self.consortium.clone() else {
             anyhow::bail!("not on a consortium");
         };
+        let started = Instant::now();
+        let outcome = self.submit_and_follow(&client, block);
+        let label = if outcome.is_ok() {
+            self.metrics
+                .consortium_commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+            "committed"
+        } else {
+            "failed"
+        };
+        self.metrics
+            .consortium_batches
+            .with_label_values(&[label])
+            .inc();
+        outcome
+    }
+
+    fn submit_and_follow(
+        &mut self,
+        client: &ConsortiumClient,
+        block: settlement::block::Block,
+    ) -> anyhow::Result<u64> {
         let mut target = 0u64;
         for batch in &block.batches {
             let height = self.runtime.block_on(client.submit(batch))?;
@@ -1851,6 +1873,7 @@ impl Settler {
                 if let Err(e) = self.apply_committed(committed) {
                     // Only a faulty validator serves such a block: ask another one next.
                     client.distrust(served.validator);
+                    self.metrics.consortium_bad_blocks.inc();
                     anyhow::bail!(
                         "a block pulled from the consortium at height {height} does not verify: {e}"
                     );

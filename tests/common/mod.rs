@@ -263,3 +263,15 @@ pub fn verify(data_dir: &Path) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).expect("verify prints JSON")
 }
+
+/// The body (with headers) of an HTTP/1.1 GET of `path` on `addr` (the metrics port).
+pub async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
