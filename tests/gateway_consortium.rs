@@ -347,8 +347,9 @@ async fn validators_serve_custodians_over_mutual_tls_only() {
     drop(node);
 }
 
-/// A validator API in front of a real one that forwards everything but serves every block
-/// altered (its timestamp moved by 1 µs, so its hash no longer matches its certificate).
+/// A validator API in front of a real one that claims every batch committed at once (at an
+/// absurd height, without queueing it) and serves every block altered (its timestamp moved by
+/// 1 µs, so its hash no longer matches its certificate); status it forwards.
 #[derive(Clone)]
 struct Liar {
     inner: ValidatorClient<Channel>,
@@ -358,9 +359,13 @@ struct Liar {
 impl pb::validator_server::Validator for Liar {
     async fn submit_batch(
         &self,
-        request: tonic::Request<pb::SubmitBatchRequest>,
+        _request: tonic::Request<pb::SubmitBatchRequest>,
     ) -> Result<tonic::Response<pb::SubmitBatchResponse>, tonic::Status> {
-        self.inner.clone().submit_batch(request.into_inner()).await
+        Ok(tonic::Response::new(pb::SubmitBatchResponse {
+            batch_id: "00".repeat(32),
+            committed: true,
+            height: u64::MAX,
+        }))
     }
 
     async fn get_status(
@@ -416,7 +421,8 @@ async fn a_validator_serving_altered_blocks_is_not_believed() {
             .add_service(pb::validator_server::ValidatorServer::new(Liar { inner }))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    // The liar is named first, so the gateway asks it for blocks first.
+    // The liar is named first, so the gateway asks it for blocks first, and it answers every
+    // submission first.
     let validators: Vec<String> = std::iter::once(liar_addr)
         .chain(net.api.iter().cloned())
         .collect();

@@ -197,15 +197,17 @@ impl ConsortiumClient {
         })
     }
 
-    /// Submits `batch` to every validator until one answers that a block carrying it is
-    /// committed; returns that validator's committed height at its answer (the batch's block is
-    /// at or below it). Idempotent: validators queue a batch once and the ledger settles each
-    /// transfer id once. Full mempools and unreachable validators are retried until
-    /// [`SUBMIT_DEADLINE`].
-    pub async fn submit(&self, batch: &Batch) -> Result<u64, SubmitError> {
+    /// Submits `batch` to every validator until f+1 of them (f = (n-1)/3 for the n configured)
+    /// answer that a block carrying it is committed: at least one honest validator then has,
+    /// so one faulty validator answering at once cannot make the caller give up on it early.
+    /// Idempotent: validators queue a batch once and the ledger settles each transfer id once.
+    /// Full mempools and unreachable validators are retried until [`SUBMIT_DEADLINE`].
+    pub async fn submit(&self, batch: &Batch) -> Result<(), SubmitError> {
         let bytes = encode_batch(batch);
         let started = Instant::now();
         let mut pause = Duration::from_millis(20);
+        let quorum = (self.clients.len() - 1) / 3 + 1;
+        let mut committed = vec![false; self.clients.len()];
         loop {
             let mut attempts = tokio::task::JoinSet::new();
             for (index, client) in self.clients.iter().enumerate() {
@@ -223,9 +225,15 @@ impl ConsortiumClient {
                 };
                 match answer {
                     Ok(response) if response.get_ref().committed => {
-                        attempts.abort_all();
-                        self.preferred.store(index, Ordering::Relaxed);
-                        return Ok(response.into_inner().height);
+                        // A hint, not a proof: the caller then follows the chain (verifying
+                        // every block) until it carries the batch. The validators that
+                        // answered do not become the block source (a liar could forward
+                        // submissions honestly and still serve altered blocks).
+                        committed[index] = true;
+                        if committed.iter().filter(|c| **c).count() >= quorum {
+                            attempts.abort_all();
+                            return Ok(());
+                        }
                     }
                     Ok(_) => answers.push(format!("{}: queued", self.addresses[index])),
                     Err(status) => {

@@ -1819,11 +1819,20 @@ impl Settler {
         client: &ConsortiumClient,
         block: settlement::block::Block,
     ) -> anyhow::Result<u64> {
-        let mut target = 0u64;
+        let mut accounts = Vec::new();
+        let mut transfers = Vec::new();
         for batch in &block.batches {
-            let height = self.runtime.block_on(client.submit(batch))?;
-            target = target.max(height);
+            self.runtime.block_on(client.submit(batch))?;
+            match batch {
+                Batch::CreateAccounts(new) => accounts.extend(new.iter().map(|a| a.id)),
+                Batch::CreateTransfers { entries, .. } => {
+                    transfers.extend(entries.iter().map(|e| e.transfer.id));
+                }
+            }
         }
+        // Validators' answers are hints; the batch counts as settled once the verified chain
+        // carries each of its accounts and each transfer's final result (on the ledger, or
+        // failed).
         let deadline = Instant::now() + super::consortium::SUBMIT_DEADLINE;
         loop {
             // A validator that cannot serve (or serves a block that does not verify) is passed
@@ -1837,12 +1846,26 @@ impl Settler {
                 }
                 Err(error) => return Err(error),
             };
-            if height >= target {
+            let carried = {
+                let state = self
+                    .hub
+                    .inner
+                    .state
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner());
+                let ledger = state.replica.ledger();
+                accounts.iter().all(|id| ledger.account(*id).is_some())
+                    && transfers
+                        .iter()
+                        .all(|id| ledger.transfer(*id).is_some() || ledger.failure(*id).is_some())
+            };
+            if carried {
                 return Ok(height);
             }
             if Instant::now() >= deadline {
                 anyhow::bail!(
-                    "the consortium reported height {target}, but its blocks stop at {height}"
+                    "validators answered committed, but the verified chain (height {height}) \
+                     does not carry the batch"
                 );
             }
             std::thread::sleep(Duration::from_millis(5));
