@@ -64,6 +64,12 @@ pub struct ValidatorConfig {
     /// Propose timeout of round 0, in milliseconds (others scale from the local defaults).
     #[serde(default)]
     pub propose_timeout_ms: Option<u64>,
+    /// How long a proposer with nothing ready waits for a batch before proposing an empty
+    /// block, in milliseconds (default 100). A batch that arrives ends the wait at once, so a
+    /// longer wait costs no latency under load; it makes an idle chain grow more slowly. At
+    /// most half the propose timeout, so the others still receive the proposal in time.
+    #[serde(default)]
+    pub empty_block_wait_ms: Option<u64>,
     /// Where `rempart validator` serves its client API (gRPC service `rempart.v1.Validator`:
     /// batch submission, status), e.g. `127.0.0.1:28001`; `rempart-validator` serves none.
     #[serde(default)]
@@ -127,6 +133,9 @@ pub enum ConfigError {
     /// An address is not a multiaddr.
     #[error("not a multiaddr: {0}")]
     Address(String),
+    /// A setting is out of its range.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 fn read_bounded(path: &Path) -> Result<String, ConfigError> {
@@ -209,6 +218,16 @@ impl ValidatorConfig {
         if let Some(ms) = self.propose_timeout_ms {
             options.timeouts.propose = Duration::from_millis(ms);
         }
+        if let Some(ms) = self.empty_block_wait_ms {
+            let wait = Duration::from_millis(ms);
+            if wait > options.timeouts.propose / 2 {
+                return Err(ConfigError::Invalid(format!(
+                    "empty_block_wait_ms {ms} is more than half the propose timeout ({} ms)",
+                    options.timeouts.propose.as_millis()
+                )));
+            }
+            options.empty_block_wait = wait;
+        }
         #[cfg(feature = "byzantine")]
         {
             options.byzantine = self.byzantine.clone();
@@ -269,5 +288,37 @@ mod tests {
             ValidatorConfig::load(&path).is_err(),
             "unknown TLS keys are refused"
         );
+    }
+
+    #[test]
+    fn the_empty_block_wait_is_bounded_by_the_propose_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("validator.json");
+        let with = |extra: &str| {
+            std::fs::write(
+                &path,
+                format!(
+                    r#"{{"validator_id": 1, "key_file": "k", "genesis_file": "g", "data_dir": "d",
+                        "listen": "/ip4/127.0.0.1/tcp/27001", "peers": [] {extra}}}"#
+                ),
+            )
+            .unwrap();
+            ValidatorConfig::load(&path).unwrap().node_options()
+        };
+        assert_eq!(
+            with("").unwrap().empty_block_wait,
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            with(r#", "empty_block_wait_ms": 400"#)
+                .unwrap()
+                .empty_block_wait,
+            Duration::from_millis(400)
+        );
+        let refused = with(r#", "empty_block_wait_ms": 600"#)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("half the propose timeout"), "{refused}");
+        assert!(with(r#", "propose_timeout_ms": 3000, "empty_block_wait_ms": 1500"#).is_ok());
     }
 }

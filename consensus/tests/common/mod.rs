@@ -168,6 +168,7 @@ pub fn setup(dir: &Path, transfers: u64, customize: impl Fn(usize, &mut Validato
             }),
             block_entries_max: 400,
             propose_timeout_ms: None,
+            empty_block_wait_ms: None,
             postgres: None,
             api_listen: None,
             api_tls: None,
