@@ -238,6 +238,27 @@ fn a_gateway_whose_gate_key_the_consortium_does_not_list_refuses_to_start() {
     );
 }
 
+#[test]
+fn a_data_directory_with_a_chain_of_its_own_is_not_moved_onto_a_consortium() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = dir.path().join("gateway");
+    // A single-process start: the node's ledger is a chain of its own.
+    drop(common::start(&gw));
+    let consortium = dir.path().join("consortium");
+    std::fs::create_dir_all(&consortium).unwrap();
+    let net = Net::new(&consortium, VALIDATORS, &[gate_key(&gw)]);
+    let out = common::demo_command(&gw)
+        .arg("--consortium-genesis")
+        .arg(net.genesis_file())
+        .arg("--consortium-validators")
+        .arg(net.api.join(","))
+        .output()
+        .expect("run rempart demo");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("belongs to chain"), "{stderr}");
+}
+
 /// Status of a validator over TLS (with a client identity when given); None if refused.
 async fn status_over_tls(
     port: &str,
