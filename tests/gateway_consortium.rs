@@ -40,6 +40,17 @@ fn gate_key(data_dir: &Path) -> [u8; 32] {
     hex::decode(text.trim()).unwrap().try_into().unwrap()
 }
 
+/// The operator's step: a consortium of `validators` under `dir/consortium` whose genesis lists
+/// the gate key of the gateway whose data directory is `dir/gateway`. Returns that directory
+/// and the (not yet started) validators.
+fn consortium_for_gateway(dir: &Path, validators: usize) -> (std::path::PathBuf, Net) {
+    let gw = dir.join("gateway");
+    let consortium = dir.join("consortium");
+    std::fs::create_dir_all(&consortium).unwrap();
+    let key = gate_key(&gw);
+    (gw, Net::new(&consortium, validators, &[key]))
+}
+
 fn start_gateway(data_dir: &Path, net: &Net) -> Node {
     start_gateway_on(data_dir, net, &net.api)
 }
@@ -101,12 +112,7 @@ async fn chain_of(addr: &str) -> Vec<CommittedBlock> {
 async fn a_gateway_settles_on_the_consortium_through_validator_and_gateway_sigkills() {
     const TRADES: usize = 16;
     let dir = tempfile::tempdir().unwrap();
-    let gw = dir.path().join("gateway");
-    let consortium = dir.path().join("consortium");
-    std::fs::create_dir_all(&consortium).unwrap();
-    // The operator's step: the consortium lists the gateway's gate key in its genesis.
-    let key = gate_key(&gw);
-    let mut net = Net::new(&consortium, VALIDATORS, &[key]);
+    let (gw, mut net) = consortium_for_gateway(dir.path(), VALIDATORS);
     net.start_all();
 
     // The node's demo deposits settle on the consortium before it says ready.
@@ -241,12 +247,9 @@ fn a_gateway_whose_gate_key_the_consortium_does_not_list_refuses_to_start() {
 #[test]
 fn a_data_directory_with_a_chain_of_its_own_is_not_moved_onto_a_consortium() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = dir.path().join("gateway");
     // A single-process start: the node's ledger is a chain of its own.
-    drop(common::start(&gw));
-    let consortium = dir.path().join("consortium");
-    std::fs::create_dir_all(&consortium).unwrap();
-    let net = Net::new(&consortium, VALIDATORS, &[gate_key(&gw)]);
+    drop(common::start(&dir.path().join("gateway")));
+    let (gw, net) = consortium_for_gateway(dir.path(), VALIDATORS);
     let out = common::demo_command(&gw)
         .arg("--consortium-genesis")
         .arg(net.genesis_file())
@@ -298,13 +301,9 @@ async fn validators_serve_custodians_over_mutual_tls_only() {
     std::fs::write(p("custodian.pem"), &pki.client_cert).unwrap();
     std::fs::write(p("custodian.key"), &pki.client_key).unwrap();
 
-    let gw = p("gateway");
-    let key = gate_key(&gw);
-    let consortium = p("consortium");
-    std::fs::create_dir_all(&consortium).unwrap();
     // A consortium of one validator (same code path), its API behind mutual TLS.
-    let mut net = Net::new(&consortium, 1, &[key]);
-    let config_path = consortium.join("validator-1.json");
+    let (gw, mut net) = consortium_for_gateway(dir.path(), 1);
+    let config_path = net.dir.join("validator-1.json");
     let mut config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
     config["api_tls"] = serde_json::json!({
@@ -418,11 +417,7 @@ impl pb::validator_server::Validator for Liar {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_validator_serving_altered_blocks_is_not_believed() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = dir.path().join("gateway");
-    let consortium = dir.path().join("consortium");
-    std::fs::create_dir_all(&consortium).unwrap();
-    let key = gate_key(&gw);
-    let mut net = Net::new(&consortium, VALIDATORS, &[key]);
+    let (gw, mut net) = consortium_for_gateway(dir.path(), VALIDATORS);
     net.start_all();
     let deadline = tokio::time::Instant::now() + WAIT;
     let inner = loop {
