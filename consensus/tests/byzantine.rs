@@ -7,12 +7,11 @@
 
 mod common;
 
-use common::{VALIDATORS, assert_one_chain, file_stores, genesis, others_at, setup};
+use common::{VALIDATORS, assert_one_file_chain, genesis, others_at, setup};
 use rempart_consensus::byzantine::{ByzantineOptions, ungated_transfer_id};
 use rempart_consensus::misbehaviour::EvidenceLog;
 use settlement::evidence::EquivocationEvidence;
 use settlement::replica::Replica;
-use settlement::store::BlockStore;
 use settlement::store::file::FileStore;
 
 const TRANSFERS: u64 = 1_000;
@@ -96,14 +95,7 @@ fn honest_validators_record_a_double_signing_ungated_proposer_and_do_not_diverge
 
     // One chain: the same block at the common height everywhere, every workload transfer once,
     // no ungated transfer, invariants hold from the genesis.
-    let stores = file_stores(dir.path(), 0..VALIDATORS);
-    assert_one_chain(
-        &stores
-            .iter()
-            .map(|s| s as &dyn BlockStore)
-            .collect::<Vec<_>>(),
-        tip,
-    );
+    assert_one_file_chain(dir.path(), tip);
     for index in 0..VALIDATORS {
         let replica = Replica::open(
             &genesis,

@@ -204,6 +204,18 @@ pub fn file_stores(dir: &Path, indexes: impl IntoIterator<Item = usize>) -> Vec<
         .collect()
 }
 
+/// [`assert_one_chain`] over the embedded stores of every validator under `dir`.
+pub fn assert_one_file_chain(dir: &Path, tip: u64) -> u64 {
+    let stores = file_stores(dir, 0..VALIDATORS);
+    assert_one_chain(
+        &stores
+            .iter()
+            .map(|s| s as &dyn BlockStore)
+            .collect::<Vec<_>>(),
+        tip,
+    )
+}
+
 /// Every store holds the same block at their common applied height, which is at least `tip`;
 /// returns that height.
 pub fn assert_one_chain(stores: &[&dyn BlockStore], tip: u64) -> u64 {
