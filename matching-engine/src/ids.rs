@@ -316,14 +316,6 @@ mod tests {
             }
             proptest::prop_assert_eq!(idx.len, model.len());
         }
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig {
-            cases: 100,
-            failure_persistence: None,
-            ..Default::default()
-        })]
 
         /// Agrees with a `BTreeMap`, across page boundaries and page reuse.
         #[test]
