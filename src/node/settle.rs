@@ -882,6 +882,7 @@ impl LedgerHub {
             proposer,
             last_sync: None,
             block_transfers_max: LEDGER_BLOCK_TRANSFERS_MAX,
+            batches_sized: false,
         };
         let thread = std::thread::Builder::new()
             .name("settler".into())
@@ -1138,6 +1139,8 @@ struct Settler {
     /// Transfers per block (single process) or per submitted batch (consortium: sized to the
     /// validators' `block_entries_max` once one answers).
     block_transfers_max: usize,
+    /// Consortium mode: `block_transfers_max` follows the validators' answer already.
+    batches_sized: bool,
 }
 
 /// What one entry of a block's transfer batch belongs to.
@@ -1878,17 +1881,18 @@ impl Settler {
         let Some(client) = self.consortium.clone() else {
             return Ok(self.hub.height());
         };
+        if !self.batches_sized
+            && let Some(max) = self.runtime.block_on(client.block_entries_max())
+        {
+            self.block_transfers_max = max.clamp(1, CONSORTIUM_BATCH_TRANSFERS_MAX);
+            self.batches_sized = true;
+            tracing::info!(
+                batch_transfers_max = self.block_transfers_max,
+                "sized consortium batches to the validators' blocks"
+            );
+        }
         loop {
             let from = self.hub.height() + 1;
-            if self.block_transfers_max == LEDGER_BLOCK_TRANSFERS_MAX
-                && let Some(max) = self.runtime.block_on(client.block_entries_max())
-            {
-                self.block_transfers_max = max.clamp(1, CONSORTIUM_BATCH_TRANSFERS_MAX);
-                tracing::info!(
-                    batch_transfers_max = self.block_transfers_max,
-                    "sized consortium batches to the validators' blocks"
-                );
-            }
             let served = self.runtime.block_on(client.blocks(from))?;
             let (got, their_height) = (served.blocks.len(), served.height);
             for committed in served.blocks {
