@@ -911,6 +911,19 @@ impl Engine {
                 if m.phase == MarketPhase::Auction {
                     self.rest(oi);
                     self.list_order(ai, oi);
+                } else if o.order_type == OrderType::Limit
+                    && matches!(o.time_in_force, TimeInForce::Gtc | TimeInForce::Gtd)
+                    && {
+                        let best = m.book(o.side.opposite()).best;
+                        best == 0 || !crosses(o.side, checked.price, best)
+                    }
+                {
+                    // A resting-kind limit order that does not reach the opposite best
+                    // cannot trade: `match_taker` would stop before its first fill and rest
+                    // it, so it rests here without the call (most new orders are these).
+                    self.rest(oi);
+                    self.list_order(ai, oi);
+                    self.run_stops(mi, out);
                 } else {
                     self.match_taker(mi, oi, out);
                     // Only an order left resting joins its owner's list: an incoming order
