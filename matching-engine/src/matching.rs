@@ -146,7 +146,9 @@ impl Engine {
                 Side::Buy => (oi, mo),
                 Side::Sell => (mo, oi),
             };
-            self.trade(mi, buy, sell, best, q, aggressor, Some((mo, li)), out);
+            // The maker's level, whose index is at hand (the taker does not rest).
+            self.fill_level(mi, side.opposite(), li, q);
+            self.trade(mi, buy, sell, best, q, aggressor, out);
             self.after_fill(mo, Some(li), out);
         }
         let o = &self.orders[oi as usize];
@@ -249,9 +251,9 @@ impl Engine {
     /// Settles one trade of `q` lots at `price` between the buy order `buy` and the sell
     /// order `sell`: moves base and quote, charges fees to the fee account, shrinks both
     /// orders and their holds. The buyer's hold released is never less than what it pays
-    /// (price <= its limit, fee bps <= the held fee bps, floor rounding of fees). `maker`
-    /// is (order, level index) of the resting order when the caller holds its level, which
-    /// spares a ladder lookup; other resting orders' levels are looked up.
+    /// (price <= its limit, fee bps <= the held fee bps, floor rounding of fees). The levels
+    /// of the resting parties are the caller's (`fill_level`, before the trade): it holds
+    /// their indices, which spares a ladder lookup per fill.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(crate) fn trade(
@@ -262,7 +264,6 @@ impl Engine {
         price: PriceTicks,
         q: QtyLots,
         aggressor: Aggressor,
-        maker: Option<(u32, u32)>,
         out: &mut Vec<Event>,
     ) {
         let m = &self.markets[mi as usize];
@@ -283,21 +284,22 @@ impl Engine {
         let notional = notional as u64;
         let base_amount = q * m.cfg.lot_size_base_minor;
         let market = m.cfg.market;
-        self.fill_order(mi, buy, q, maker);
-        self.fill_order(mi, sell, q, maker);
-        // Buyer: release the hold for q lots, pay notional + fee, receive base.
-        let (b_ai, b_id, b_acc, b_rem, b_new_hold, b_release) = {
-            let m = &self.markets[mi as usize];
-            let o = &self.orders[buy as usize];
+        // Buyer: takes q lots off the order, releases the hold for them, pays notional + fee,
+        // receives base. Each order record is indexed once.
+        let (b_ai, b_id, b_acc, b_rem, b_release) = {
+            let o = &mut self.orders[buy as usize];
+            o.qty -= q;
+            o.visible = o.visible.saturating_sub(q);
             let new_hold = m.hold_for(Side::Buy, o.price, o.qty).unwrap_or(0);
-            (o.acct, o.id, o.account, o.qty, new_hold, o.hold - new_hold)
+            let release = o.hold - new_hold;
+            o.hold = new_hold;
+            (o.acct, o.id, o.account, o.qty, release)
         };
         let pay = notional + buy_fee;
         assert!(
             b_release >= pay,
             "buy hold smaller than what the trade costs"
         );
-        self.orders[buy as usize].hold = b_new_hold;
         // Each party's account is indexed once for its records and its changes.
         let (market_data, md_epoch) = (self.market_data, self.md_epoch);
         {
@@ -314,6 +316,8 @@ impl Engine {
         // Seller: release and deliver q lots of base, receive notional - fee.
         let (s_ai, s_id, s_acc, s_rem) = {
             let o = &mut self.orders[sell as usize];
+            o.qty -= q;
+            o.visible = o.visible.saturating_sub(q);
             o.hold -= base_amount;
             (o.acct, o.id, o.account, o.qty)
         };
@@ -355,30 +359,12 @@ impl Engine {
         });
     }
 
-    /// One side of a trade: takes `q` lots off order `oi` and, when it rests, off its level
-    /// (recorded for market data first). Inlined into `trade` twice, one per side, so that
-    /// neither copy loops.
+    /// The level side of a fill: takes `q` lots off the visible aggregate of level `li`
+    /// (the resting party's), recorded for market data first.
     #[inline(always)]
-    fn fill_order(&mut self, mi: u32, oi: u32, q: QtyLots, maker: Option<(u32, u32)>) {
-        let (resting, side, oprice) = {
-            let o = &self.orders[oi as usize];
-            (o.resting, o.side, o.price)
-        };
-        if resting {
-            let li = match maker {
-                Some((mo, li)) if mo == oi => {
-                    self.touch_level_at(mi, side, li);
-                    Some(li)
-                }
-                _ => self.touch_level(mi, side, oprice),
-            };
-            if let Some(li) = li {
-                self.markets[mi as usize].book_mut(side).levels[li as usize].visible -= q;
-            }
-        }
-        let o = &mut self.orders[oi as usize];
-        o.qty -= q;
-        o.visible = o.visible.saturating_sub(q);
+    fn fill_level(&mut self, mi: u32, side: Side, li: u32, q: QtyLots) {
+        self.touch_level_at(mi, side, li);
+        self.markets[mi as usize].book_mut(side).levels[li as usize].visible -= q;
     }
 
     /// Triggers and matches stops while the last trade price reaches them.
@@ -463,7 +449,9 @@ impl Engine {
             let q = left
                 .min(self.orders[b as usize].visible)
                 .min(self.orders[a as usize].visible);
-            self.trade(mi, b, a, price, q, Aggressor::Auction, None, out);
+            self.fill_level(mi, Side::Buy, bl, q);
+            self.fill_level(mi, Side::Sell, al, q);
+            self.trade(mi, b, a, price, q, Aggressor::Auction, out);
             self.after_fill(b, None, out);
             self.after_fill(a, None, out);
             left -= q;
