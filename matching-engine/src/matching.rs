@@ -22,6 +22,7 @@ use crate::command::{
     QtyLots, Side, StpMode, TimeInForce,
 };
 use crate::engine::{Engine, bps_of, crosses, record_balance};
+use crate::limits::ASSETS_MAX;
 
 impl Engine {
     /// Whether an FOK order could trade its whole quantity now. Levels are counted in
@@ -268,6 +269,9 @@ impl Engine {
     ) {
         let m = &self.markets[mi as usize];
         let (base, quote) = (m.cfg.base_asset, m.cfg.quote_asset);
+        // Always true (`MarketConfig::validate`); checked once here, it spares a bounds check
+        // at each of the balances indexed below.
+        assert!((base as usize) < ASSETS_MAX && (quote as usize) < ASSETS_MAX);
         let notional = price as u128 * q as u128 * m.tick_value as u128;
         let fee = |bps: u16| bps_of(notional, u64::from(bps)) as u64;
         let (maker_bps, taker_bps) = (m.cfg.maker_fee_bps, m.cfg.taker_fee_bps);
