@@ -168,8 +168,9 @@ impl Market {
     }
 
     /// Funds an order of `qty` lots at `price` holds: quote (notional plus the highest fee
-    /// it could pay) for a buy, base for a sell. None if it does not fit in u64.
-    #[inline]
+    /// it could pay) for a buy, base for a sell. None if it does not fit in u64. Always
+    /// inlined: `place` calls it for every order, and the call cost a third of its work.
+    #[inline(always)]
     pub fn hold_for(&self, side: Side, price: PriceTicks, qty: QtyLots) -> Option<AmountMinor> {
         match side {
             Side::Buy => {
@@ -970,60 +971,19 @@ impl Engine {
         if o.qty > cfg.max_qty {
             return Err(R::QtyAboveMax);
         }
-        // Shape of the order: which fields each type and time in force may use.
-        if is_market {
-            if o.price != 0 || !immediate || o.post_only != PostOnly::No || o.iceberg_peak != 0 {
-                return Err(R::InvalidOrderCombination);
-            }
-        } else {
-            if o.protection_price != 0 {
-                return Err(R::InvalidOrderCombination);
-            }
+        // Shape of the order: which fields each type and time in force may use. A plain limit
+        // order (most orders) uses none of the optional fields, so of the shape checks only
+        // its price's can refuse it: one test of the fields instead of the whole chain.
+        let plain = o.order_type == OrderType::Limit
+            && o.post_only == PostOnly::No
+            && o.time_in_force != TimeInForce::Gtd
+            && (o.protection_price | o.stop_price | o.iceberg_peak | o.expire_time_us) == 0;
+        if plain {
             if o.price == 0 || o.price > cfg.max_price {
                 return Err(R::InvalidPrice);
             }
-        }
-        if is_stop {
-            if o.stop_price == 0 || o.stop_price > cfg.max_price {
-                return Err(R::InvalidPrice);
-            }
-            if o.post_only != PostOnly::No {
-                return Err(R::InvalidOrderCombination);
-            }
-        } else if o.stop_price != 0 {
-            return Err(R::InvalidOrderCombination);
-        }
-        if o.post_only != PostOnly::No && immediate {
-            return Err(R::InvalidOrderCombination);
-        }
-        if o.iceberg_peak != 0 {
-            if immediate {
-                return Err(R::InvalidOrderCombination);
-            }
-            if o.iceberg_peak >= o.qty {
-                return Err(R::InvalidIcebergPeak);
-            }
-        }
-        match o.time_in_force {
-            TimeInForce::Gtd => {
-                if o.expire_time_us <= now {
-                    return Err(R::InvalidExpiry);
-                }
-            }
-            _ => {
-                if o.expire_time_us != 0 {
-                    return Err(R::InvalidExpiry);
-                }
-            }
-        }
-        if is_stop && m.last_price != 0 {
-            let triggered = match o.side {
-                Side::Buy => m.last_price >= o.stop_price,
-                Side::Sell => m.last_price <= o.stop_price,
-            };
-            if triggered {
-                return Err(R::StopWouldTriggerNow);
-            }
+        } else {
+            check_shape(m, o, now)?;
         }
         // The price the order holds at and, for limit orders, rests at.
         let mut price = if is_market {
@@ -1156,13 +1116,11 @@ impl Engine {
             self.expiries.remove(&(exp, id));
         }
         self.order_index.remove(&id);
-        if listed {
-            let ids = &mut self.accounts[ai as usize].order_ids;
-            if let Some(pos) = ids.iter().rposition(|x| *x == id) {
-                ids.swap_remove(pos);
-            }
+        let a = &mut self.accounts[ai as usize];
+        if listed && let Some(pos) = a.order_ids.iter().rposition(|x| *x == id) {
+            a.order_ids.swap_remove(pos);
         }
-        self.accounts[ai as usize].open_orders -= 1;
+        a.open_orders -= 1;
         self.free_orders.push(oi);
     }
 
@@ -1639,6 +1597,73 @@ pub(crate) fn new_market(cfg: MarketConfig) -> Market {
         bbo_before: [0; 4],
         cfg,
     }
+}
+
+/// The shape checks of a new order in market `m` (which fields each type and time in force
+/// may use, the stop and the expiry), in `check_new_order`'s order; a plain limit order
+/// skips them (only its price can fail there).
+#[inline(never)]
+fn check_shape(m: &Market, o: &NewOrder, now: TimeUs) -> Result<(), RejectCode> {
+    use RejectCode as R;
+    let cfg = &m.cfg;
+    let is_stop = matches!(o.order_type, OrderType::StopLimit | OrderType::StopMarket);
+    let is_market = matches!(o.order_type, OrderType::Market | OrderType::StopMarket);
+    let immediate = matches!(o.time_in_force, TimeInForce::Ioc | TimeInForce::Fok);
+    if is_market {
+        if o.price != 0 || !immediate || o.post_only != PostOnly::No || o.iceberg_peak != 0 {
+            return Err(R::InvalidOrderCombination);
+        }
+    } else {
+        if o.protection_price != 0 {
+            return Err(R::InvalidOrderCombination);
+        }
+        if o.price == 0 || o.price > cfg.max_price {
+            return Err(R::InvalidPrice);
+        }
+    }
+    if is_stop {
+        if o.stop_price == 0 || o.stop_price > cfg.max_price {
+            return Err(R::InvalidPrice);
+        }
+        if o.post_only != PostOnly::No {
+            return Err(R::InvalidOrderCombination);
+        }
+    } else if o.stop_price != 0 {
+        return Err(R::InvalidOrderCombination);
+    }
+    if o.post_only != PostOnly::No && immediate {
+        return Err(R::InvalidOrderCombination);
+    }
+    if o.iceberg_peak != 0 {
+        if immediate {
+            return Err(R::InvalidOrderCombination);
+        }
+        if o.iceberg_peak >= o.qty {
+            return Err(R::InvalidIcebergPeak);
+        }
+    }
+    match o.time_in_force {
+        TimeInForce::Gtd => {
+            if o.expire_time_us <= now {
+                return Err(R::InvalidExpiry);
+            }
+        }
+        _ => {
+            if o.expire_time_us != 0 {
+                return Err(R::InvalidExpiry);
+            }
+        }
+    }
+    if is_stop && m.last_price != 0 {
+        let triggered = match o.side {
+            Side::Buy => m.last_price >= o.stop_price,
+            Side::Sell => m.last_price <= o.stop_price,
+        };
+        if triggered {
+            return Err(R::StopWouldTriggerNow);
+        }
+    }
+    Ok(())
 }
 
 /// The protection price `market_protection_bps` away from `reference`, inside [1, max].
