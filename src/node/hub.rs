@@ -2,7 +2,7 @@
 //! trades and market-data sequence numbers (published to subscribers through a tokio
 //! broadcast), and an index of orders for GetOrder / ListOrders.
 //!
-//! Only the acknowledgement thread writes it, after the events' commands are durable, so
+//! Only the journal thread writes it, after the events' commands are durable, so
 //! nothing a client reads here can be lost by a crash. Readers take the same lock, which makes
 //! a snapshot and its sequence number consistent with the stream that follows it.
 

@@ -12,7 +12,7 @@
 //!   carry their kind in the high byte (1 deposit, 2 withdrawal, 3 trade leg, 4 fee leg) and are
 //!   derived from the engine seq, the trade's index in its command and the leg, so settling the
 //!   same trade twice is `exists`, never a second movement.
-//! - [`TradeFeed`]: what the acknowledgement thread hands over once a batch is durable (the
+//! - [`TradeFeed`]: what the journal thread hands over once a batch is durable (the
 //!   trades of each command), plus the watermarks: the durable seq, the settled seq (every
 //!   trade of every command up to it is on the ledger) and an overflow mark. The feed is a
 //!   bounded queue that never blocks: when it is full the items are dropped and the settler
@@ -278,7 +278,7 @@ pub fn trade_transfers(trade: &SettleTrade) -> Vec<(Transfer, u64)> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The feed from the acknowledgement thread
+// The feed from the journal thread
 // ---------------------------------------------------------------------------------------------
 
 /// The trades of one durable command.
