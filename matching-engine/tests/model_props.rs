@@ -625,6 +625,9 @@ fn run(specs: &[Spec], batches: &[usize]) -> Result<(), TestCaseError> {
             }
             continue;
         }
+        // `prefetch` only reads: called on every command of the batched engine (the stream
+        // depends on the state, so only one command is known ahead), it must change nothing.
+        batched.prefetch(std::slice::from_ref(&cmd));
         batched.apply_in_batch(&cmd, &mut batch_out);
         prop_assert_eq!(&batch_out, &without_market_data, "in a batch: {:?}", cmd);
         batch_left -= 1;

@@ -1,7 +1,8 @@
 //! Benchmark of the matching engine's full command path (risk checks and holds included) on
 //! one market, and optionally of journal replay.
 //!
-//! `matching-bench --ops 1000000 --resting 10000 --seed 42 [--batch 64] [--replay 10000000]`
+//! `matching-bench --ops 1000000 --resting 10000 --seed 42 [--batch 64] [--prefetch 1]
+//! [--replay 10000000]`
 //! pre-funds the accounts with deposit commands, pre-fills `resting` passive orders, then
 //! applies a seeded stream of `ops` commands (60 % passive limit adds, 30 % cancels of random
 //! earlier orders, live or already filled, 10 % marketable IOC orders taking a few resting
@@ -10,10 +11,12 @@
 //! command with `Instant`. Commands are applied in batches of `--batch` (default
 //! `BATCH_DEFAULT`) with `Engine::apply_in_batch`, market data flushed once per batch
 //! (`Engine::flush_market_data`), as the node does per journal batch; `--batch 1` applies each
-//! command with `Engine::apply` (market data per command, as before `--batch` existed). In the
+//! command with `Engine::apply` (market data per command, as before `--batch` existed). Each
+//! batch is first handed to `Engine::prefetch`, as the node can do with its journal batch
+//! (`--prefetch 0` leaves it out, for comparison; it never changes the results). In the
 //! latency pass a command's figure is its own `apply_in_batch` time plus an equal share of its
-//! batch's flush (the flush time divided by the batch length); the flushes' own percentiles
-//! are printed too (`flush_*_ns`). With `--replay N` it also journals N commands to a
+//! batch's flush and prefetch (their time divided by the batch length); the flushes' own
+//! percentiles are printed too (`flush_*_ns`). With `--replay N` it also journals N commands to a
 //! temporary directory and measures replay as recovery does it (read, checksum, decode,
 //! `Engine::apply_replay`, which skips market data); an "event" in the replay figures is one
 //! journal record, i.e. one command. `replay_full_apply_events_per_sec` is the same replay
@@ -302,6 +305,7 @@ struct Args {
     replay: u64,
     accounts: u64,
     batch: u64,
+    prefetch: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -312,6 +316,7 @@ fn parse_args() -> Result<Args, String> {
         replay: 0,
         accounts: ACCOUNTS_DEFAULT,
         batch: BATCH_DEFAULT,
+        prefetch: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -326,9 +331,10 @@ fn parse_args() -> Result<Args, String> {
             "--replay" => args.replay = n,
             "--accounts" => args.accounts = n,
             "--batch" => args.batch = n,
+            "--prefetch" => args.prefetch = n != 0,
             _ => {
                 return Err(format!(
-                    "unknown flag {flag} (--ops, --resting, --seed, --replay, --accounts, --batch)"
+                    "unknown flag {flag} (--ops, --resting, --seed, --replay, --accounts, --batch, --prefetch)"
                 ));
             }
         }
@@ -406,6 +412,9 @@ fn main() -> Result<(), String> {
         }
     } else {
         for chunk in ops.chunks(batch) {
+            if args.prefetch {
+                engine.prefetch(chunk);
+            }
             for cmd in chunk {
                 engine.apply_in_batch(cmd, &mut out);
             }
@@ -435,6 +444,13 @@ fn main() -> Result<(), String> {
     let ns = |d: Duration| d.as_nanos().min(u32::MAX as u128) as u32;
     for chunk in ops.chunks(batch) {
         let first = lat_ns.len();
+        let prefetch = if batch > 1 && args.prefetch {
+            let t = Instant::now();
+            engine.prefetch(chunk);
+            ns(t.elapsed())
+        } else {
+            0
+        };
         for cmd in chunk {
             let t = Instant::now();
             if batch == 1 {
@@ -449,8 +465,9 @@ fn main() -> Result<(), String> {
             engine.flush_market_data(&mut out);
             let flush = ns(t.elapsed());
             flush_ns.push(flush);
-            // Each command of the batch carries an equal share of the flush.
-            let share = flush / chunk.len() as u32;
+            // Each command of the batch carries an equal share of the flush and of the
+            // prefetch.
+            let share = flush.saturating_add(prefetch) / chunk.len() as u32;
             for l in &mut lat_ns[first..] {
                 *l = l.saturating_add(share);
             }
@@ -475,12 +492,13 @@ fn main() -> Result<(), String> {
 
     let ops_per_sec = args.ops as f64 / elapsed.as_secs_f64();
     let mut line = format!(
-        "{{\"ops\":{},\"resting\":{},\"accounts\":{},\"seed\":{},\"batch\":{},\"ops_per_sec\":{:.0},\"ops_per_cpu_sec\":{:.0},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{},\"flush_p50_ns\":{},\"flush_p99_ns\":{},\"flush_max_ns\":{},\"clock_overhead_ns\":{},\"events_per_op\":{:.2},\"rejects\":{},\"expected_rejects\":{},\"open_orders_after\":{}",
+        "{{\"ops\":{},\"resting\":{},\"accounts\":{},\"seed\":{},\"batch\":{},\"prefetch\":{},\"ops_per_sec\":{:.0},\"ops_per_cpu_sec\":{:.0},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{},\"flush_p50_ns\":{},\"flush_p99_ns\":{},\"flush_max_ns\":{},\"clock_overhead_ns\":{},\"events_per_op\":{:.2},\"rejects\":{},\"expected_rejects\":{},\"open_orders_after\":{}",
         args.ops,
         args.resting,
         args.accounts,
         args.seed,
         args.batch,
+        args.prefetch && args.batch > 1,
         ops_per_sec,
         cpu_ns.map_or(0.0, |ns| args.ops as f64 / (ns as f64 / 1e9)),
         percentile(&lat_ns, 0.50),
