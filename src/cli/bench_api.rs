@@ -1,7 +1,8 @@
 //! `rempart bench-api`: starts a demo node in this process (temporary data directory, real
 //! journal with fsync), then measures orders sent through `OrderStream` from submission to
 //! acknowledgement over several connections, and the latency of unary `PlaceOrder` against a
-//! `Diagnostics.Echo` call on the same stack. Prints one JSON line.
+//! `Diagnostics.Echo` call on the same stack, and the disk's own floor under a durable
+//! acknowledgement (a 4 KiB write and `fdatasync` in the data directory). Prints one JSON line.
 //!
 //! Every order is an immediate-or-cancel limit order at 1 EUR, alternating buy and sell, on
 //! two accounts: each is risk-checked (funds held), matched against an empty book, cancelled
@@ -32,8 +33,11 @@ pub struct BenchArgs {
     /// Client connections (each with one OrderStream).
     #[arg(long, default_value_t = 4)]
     pub connections: u64,
-    /// Requests in flight per stream.
-    #[arg(long, default_value_t = 512)]
+    /// Requests in flight per stream. The default, 14, is the load at which 4 streams meet
+    /// the throughput target (100 000 orders/s) at the lowest latency on the 2-core machine
+    /// (BENCHMARKS.md); a larger window raises throughput only by queueing (512: ~295 000
+    /// orders/s at a p99 of ~33 ms, since latency = orders in flight / throughput).
+    #[arg(long, default_value_t = 14)]
     pub window: usize,
     /// Unary PlaceOrder and Echo calls measured one at a time.
     #[arg(long, default_value_t = 2_000)]
@@ -142,6 +146,32 @@ async fn stream_client(
     Ok(latencies)
 }
 
+/// Microseconds of each of `n` 4 KiB writes, each followed by `fdatasync`, into a file made
+/// at full size with written zeros first (the journal's preallocated segments).
+fn sync_latencies(path: &std::path::Path, n: u64) -> anyhow::Result<Vec<u64>> {
+    use std::os::unix::fs::FileExt;
+    const BLOCK: u64 = 4096;
+    const BLOCKS: u64 = 1024;
+    let file = std::fs::OpenOptions::new()
+        .create_new(true)
+        .read(true)
+        .write(true)
+        .open(path)?;
+    file.write_all_at(&vec![0u8; (BLOCK * BLOCKS) as usize], 0)?;
+    file.sync_all()?;
+    let data = vec![0x5au8; BLOCK as usize];
+    let mut out = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let t = Instant::now();
+        file.write_all_at(&data, (i % BLOCKS) * BLOCK)?;
+        file.sync_data()?;
+        out.push(t.elapsed().as_micros() as u64);
+    }
+    out.sort_unstable();
+    std::fs::remove_file(path)?;
+    Ok(out)
+}
+
 /// Runs the benchmark.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -201,7 +231,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let ch = Channel::from_shared(uri)?.connect().await?;
         let mut trading = pb::trading_client::TradingClient::new(ch.clone());
         let mut diag = pb::diagnostics_client::DiagnosticsClient::new(ch);
+        // Unary PlaceOrder and Echo alternate, so that both see the same machine at the
+        // same moment (a burst of other load, or a quiet spell with slow wake-ups of idle
+        // cores, moves both).
         let mut unary = Vec::with_capacity(args.unary as usize);
+        let mut echo = Vec::with_capacity(args.unary as usize);
         for i in 0..args.unary {
             let side = if i % 2 == 0 {
                 pb::Side::Sell
@@ -213,9 +247,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .place_order(with_token(order(side, pb::TimeInForce::Ioc), &alice))
                 .await?;
             unary.push(t.elapsed().as_micros() as u64);
-        }
-        let mut echo = Vec::with_capacity(args.unary as usize);
-        for _ in 0..args.unary {
             let t = Instant::now();
             diag.echo(with_token(
                 pb::EchoRequest {
@@ -228,6 +259,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         unary.sort_unstable();
         echo.sort_unstable();
+        // The floor under a durable acknowledgement: one 4 KiB write and `fdatasync` over
+        // preallocated zeros in the same directory, as the journal does per batch.
+        let probe = dir.path().join("sync-probe");
+        let syncs = args.unary.max(200);
+        let disk_sync =
+            tokio::task::spawn_blocking(move || sync_latencies(&probe, syncs)).await??;
         let line = serde_json::json!({
             "orders": latencies.len(),
             "connections": args.connections,
@@ -237,6 +274,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "p99_us": percentile(&latencies, 0.99),
             "unary_place_p50_us": percentile(&unary, 0.50),
             "echo_p50_us": percentile(&echo, 0.50),
+            "disk_sync_p50_us": percentile(&disk_sync, 0.50),
         });
         println!("{line}");
         running.shutdown().await?;
