@@ -1,5 +1,6 @@
 //! `rempart bench-api`: starts a demo node in this process (temporary data directory, real
-//! journal with fsync), then measures orders sent through `OrderStream` from submission to
+//! journal with fsync), or with `--connect` uses a demo node already running in its own
+//! process, then measures orders sent through `OrderStream` from submission to
 //! acknowledgement over several connections, and the latency of unary `PlaceOrder` against a
 //! `Diagnostics.Echo` call on the same stack, and the disk's own floor under a durable
 //! acknowledgement (a 4 KiB write and `fdatasync` in the data directory). Prints one JSON line.
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use anyhow::Context;
 use clap::Args;
 use rempart_proto::v1 as pb;
 use tokio::sync::{Semaphore, mpsc};
@@ -22,6 +24,7 @@ use tonic::Request;
 use tonic::transport::Channel;
 
 use crate::node::gateway::RateLimits;
+use crate::node::limits::STREAM_IN_FLIGHT_MAX;
 use crate::node::{self, NodeOptions};
 
 /// `rempart bench-api` options.
@@ -45,9 +48,55 @@ pub struct BenchArgs {
     /// Where the node's temporary data directory (journal, ledger, stores) is made; the
     /// system's temporary directory by default. On a tmpfs (`/dev/shm`) `fdatasync` costs
     /// nothing, which separates the API path's own cost from the disk's: a diagnostic, since
-    /// a journal on tmpfs is not durable.
+    /// a journal on tmpfs is not durable. With `--connect`, the directory of the disk probe.
     #[arg(long)]
     pub data_parent: Option<std::path::PathBuf>,
+    /// Measure a node that is already running (`rempart demo`, started with rate limits
+    /// raised above the load: `--calls-per-key`, `--calls-per-ip`, `--orders-per-account`)
+    /// at this address, e.g. `http://127.0.0.1:50051`, instead of starting one in this
+    /// process. Needs the API keys of two funded traders (`--sell-key`, `--buy-key`).
+    #[arg(long, requires_all = ["sell_key", "buy_key"])]
+    pub connect: Option<String>,
+    /// With `--connect`: the API key of the trader who sells (the demo's `alice`). Read from
+    /// the environment so that it stays out of the process list.
+    #[arg(long, env = "REMPART_BENCH_SELL_KEY", hide_env_values = true)]
+    pub sell_key: Option<String>,
+    /// With `--connect`: the API key of the trader who buys (the demo's `bob`).
+    #[arg(long, env = "REMPART_BENCH_BUY_KEY", hide_env_values = true)]
+    pub buy_key: Option<String>,
+}
+
+/// Largest `--orders`, `--connections`, `--window` and `--unary` accepted: the latencies are
+/// held in memory, and one stream's window is bounded by the node's in-flight limit.
+const ORDERS_MAX: u64 = 50_000_000;
+const CONNECTIONS_MAX: u64 = 256;
+const UNARY_MAX: u64 = 1_000_000;
+
+impl BenchArgs {
+    /// Refuses sizes out of range with a message naming the flag.
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=ORDERS_MAX).contains(&self.orders),
+            "--orders must be between 1 and {ORDERS_MAX}"
+        );
+        anyhow::ensure!(
+            (1..=CONNECTIONS_MAX).contains(&self.connections),
+            "--connections must be between 1 and {CONNECTIONS_MAX}"
+        );
+        anyhow::ensure!(
+            self.orders >= self.connections,
+            "--orders must be at least --connections (each stream sends orders / connections)"
+        );
+        anyhow::ensure!(
+            (1..=STREAM_IN_FLIGHT_MAX).contains(&self.window),
+            "--window must be between 1 and {STREAM_IN_FLIGHT_MAX} (the node's in-flight limit per stream)"
+        );
+        anyhow::ensure!(
+            (1..=UNARY_MAX).contains(&self.unary),
+            "--unary must be between 1 and {UNARY_MAX}"
+        );
+        Ok(())
+    }
 }
 
 fn with_token<T>(msg: T, token: &str) -> Request<T> {
@@ -172,48 +221,78 @@ fn sync_latencies(path: &std::path::Path, n: u64) -> anyhow::Result<Vec<u64>> {
     Ok(out)
 }
 
+/// Starts a demo node in this process with rate limits above the benchmark's load, on a
+/// temporary data directory made in `data_parent`.
+async fn start_node(
+    data_parent: Option<&std::path::Path>,
+) -> anyhow::Result<(node::RunningNode, tempfile::TempDir)> {
+    let dir = match data_parent {
+        Some(parent) => tempfile::tempdir_in(parent)?,
+        None => tempfile::tempdir()?,
+    };
+    let running = node::start(NodeOptions {
+        otlp_endpoint: None,
+        postgres_url: None,
+        consortium: None,
+        listen: "127.0.0.1:0".parse()?,
+        metrics_listen: "127.0.0.1:0".parse()?,
+        data_dir: dir.path().to_path_buf(),
+        tls: None,
+        limits: RateLimits {
+            calls_per_key: 1_000_000,
+            calls_per_ip: 1_000_000,
+            orders_per_account: 10_000_000,
+        },
+        demo: true,
+        custody_pkcs11: None,
+    })
+    .await?;
+    Ok((running, dir))
+}
+
 /// Runs the benchmark.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    args.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let dir = match &args.data_parent {
-            Some(parent) => tempfile::tempdir_in(parent)?,
-            None => tempfile::tempdir()?,
+        // Either a node of our own (its data directory also holds the disk probe), or the
+        // running node named by `--connect` (the probe goes to a temporary directory).
+        let (running, dir, uri, alice, bob) = match &args.connect {
+            None => {
+                let (running, dir) = start_node(args.data_parent.as_deref()).await?;
+                let token = |name: &str| {
+                    running
+                        .new_keys
+                        .iter()
+                        .find(|k| k.0 == name)
+                        .map(|k| k.3.clone())
+                        .unwrap_or_default()
+                };
+                let (alice, bob) = (token("alice"), token("bob"));
+                let uri = format!("http://{}", running.grpc_addr);
+                (Some(running), dir, uri, alice, bob)
+            }
+            Some(uri) => {
+                let dir = match &args.data_parent {
+                    Some(parent) => tempfile::tempdir_in(parent)?,
+                    None => tempfile::tempdir()?,
+                };
+                let (Some(alice), Some(bob)) = (args.sell_key.clone(), args.buy_key.clone()) else {
+                    anyhow::bail!("--connect needs --sell-key and --buy-key");
+                };
+                (None, dir, uri.clone(), alice, bob)
+            }
         };
-        let running = node::start(NodeOptions {
-            otlp_endpoint: None,
-            postgres_url: None,
-            consortium: None,
-            listen: "127.0.0.1:0".parse()?,
-            metrics_listen: "127.0.0.1:0".parse()?,
-            data_dir: dir.path().to_path_buf(),
-            tls: None,
-            limits: RateLimits {
-                calls_per_key: 1_000_000,
-                calls_per_ip: 1_000_000,
-                orders_per_account: 10_000_000,
-            },
-            demo: true,
-            custody_pkcs11: None,
-        })
-        .await?;
-        let token = |name: &str| {
-            running
-                .new_keys
-                .iter()
-                .find(|k| k.0 == name)
-                .map(|k| k.3.clone())
-                .unwrap_or_default()
-        };
-        let (alice, bob) = (token("alice"), token("bob"));
-        let uri = format!("http://{}", running.grpc_addr);
-        let per = args.orders / args.connections.max(1);
+        let per = args.orders / args.connections;
         let mut tasks = Vec::new();
         let started = Instant::now();
-        for c in 0..args.connections.max(1) {
-            let ch = Channel::from_shared(uri.clone())?.connect().await?;
+        for c in 0..args.connections {
+            let ch = Channel::from_shared(uri.clone())?
+                .connect()
+                .await
+                .with_context(|| format!("connecting to {uri}"))?;
             let (tok, side) = if c % 2 == 0 {
                 (alice.clone(), pb::Side::Sell)
             } else {
@@ -266,6 +345,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let disk_sync =
             tokio::task::spawn_blocking(move || sync_latencies(&probe, syncs)).await??;
         let line = serde_json::json!({
+            "node": if running.is_some() { "in-process" } else { "connected" },
             "orders": latencies.len(),
             "connections": args.connections,
             "window": args.window,
@@ -277,7 +357,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "disk_sync_p50_us": percentile(&disk_sync, 0.50),
         });
         println!("{line}");
-        running.shutdown().await?;
+        if let Some(running) = running {
+            running.shutdown().await?;
+        }
         Ok(())
     })
 }
