@@ -187,6 +187,19 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
+/// How the node recovers its engine: the default journal, the snapshots it keeps, the fee
+/// account. One definition, so that the tests that recover a node's data directory do what
+/// the node does.
+pub(crate) fn recovery_options() -> RecoveryOptions {
+    RecoveryOptions {
+        journal: JournalOptions::default(),
+        snapshots_kept: SNAPSHOTS_KEPT_DEFAULT,
+        engine: EngineConfig {
+            fee_account: FEE_ACCOUNT,
+        },
+    }
+}
+
 /// Recovers the engine from `data_dir` and starts the engine and journal threads.
 /// Returns the handle, the threads, and whether the data directory was empty (fresh).
 pub fn start(
@@ -196,17 +209,8 @@ pub fn start(
 ) -> anyhow::Result<(Core, CoreThreads, bool)> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| anyhow::anyhow!("data dir {}: {e}", data_dir.display()))?;
-    let recovered = recovery::recover(
-        data_dir,
-        &RecoveryOptions {
-            journal: JournalOptions::default(),
-            snapshots_kept: SNAPSHOTS_KEPT_DEFAULT,
-            engine: EngineConfig {
-                fee_account: FEE_ACCOUNT,
-            },
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("recovering {}: {e}", data_dir.display()))?;
+    let recovered = recovery::recover(data_dir, &recovery_options())
+        .map_err(|e| anyhow::anyhow!("recovering {}: {e}", data_dir.display()))?;
     if let Some((path, offset, what)) = &recovered.torn {
         tracing::warn!(path = %path.display(), offset, what, "cut a torn journal tail");
     }
@@ -747,17 +751,7 @@ mod tests {
         core.stop().await;
         threads.join().unwrap();
 
-        let recovered = recovery::recover(
-            dir.path(),
-            &RecoveryOptions {
-                journal: JournalOptions::default(),
-                snapshots_kept: SNAPSHOTS_KEPT_DEFAULT,
-                engine: EngineConfig {
-                    fee_account: FEE_ACCOUNT,
-                },
-            },
-        )
-        .unwrap();
+        let recovered = recovery::recover(dir.path(), &recovery_options()).unwrap();
         assert_eq!(recovered.engine.last_seq(), n);
         for c in 0..callers {
             assert_eq!(recovered.engine.balance(1_000 + c, 1), (5 * per_caller, 0));

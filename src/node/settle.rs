@@ -2420,21 +2420,11 @@ mod tests {
     /// Writes a journal (market, deposits, `pairs` crossing order pairs) with a snapshot after
     /// the first half, as the node would; returns the seqs of the commands that traded.
     fn journal_with_trades(dir: &Path, pairs: u64) -> Vec<u64> {
-        use matching_engine::journal::{JournalOptions, JournalWriter, WriterOptions};
-        use matching_engine::recovery::{RecoveryOptions, recover, take_snapshot};
+        use matching_engine::journal::{JournalWriter, WriterOptions};
+        use matching_engine::recovery::{recover, take_snapshot};
         use matching_engine::{CommandKind, NewOrder, OrderType, PostOnly, Side, StpMode};
         use matching_engine::{TimeInForce, demo_markets};
-        let recovered = recover(
-            dir,
-            &RecoveryOptions {
-                journal: JournalOptions::default(),
-                snapshots_kept: SNAPSHOTS_KEPT_DEFAULT,
-                engine: EngineConfig {
-                    fee_account: FEE_ACCOUNT,
-                },
-            },
-        )
-        .unwrap();
+        let recovered = recover(dir, &crate::node::core::recovery_options()).unwrap();
         let mut engine = recovered.engine;
         let mut writer = JournalWriter::spawn(recovered.journal, WriterOptions::default()).unwrap();
         let cfg = demo_markets()[0];
