@@ -21,18 +21,6 @@ fn bench(args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().expect("rempart runs")
 }
 
-/// The JSON report of a successful run.
-fn report(out: &Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout.lines().last().expect("one JSON line");
-    serde_json::from_str(line).expect("the line is JSON")
-}
-
 fn assert_figures(report: &serde_json::Value, orders: u64) {
     assert_eq!(report["orders"], orders, "{report}");
     assert!(
@@ -66,7 +54,7 @@ fn bench_measures_a_node_in_its_own_process() {
         ],
         &[],
     );
-    let report = report(&out);
+    let report = common::json_report(&out);
     assert_eq!(report["node"], "in-process", "{report}");
     assert_eq!(report["window"], 8, "{report}");
     assert_figures(&report, 2000);
@@ -103,7 +91,7 @@ fn bench_measures_a_running_demo_node_over_loopback() {
             ("REMPART_BENCH_BUY_KEY", &bob),
         ],
     );
-    let report = report(&out);
+    let report = common::json_report(&out);
     assert_eq!(report["node"], "connected", "{report}");
     assert_eq!(report["window"], 14, "the default window: {report}");
     assert_figures(&report, 2000);

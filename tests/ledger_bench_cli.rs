@@ -2,6 +2,8 @@
 //! on loopback, settles transfers through consensus and reports in one JSON line; out-of-range
 //! sizes are refused with a clear message instead of being silently clamped.
 
+mod common;
+
 use std::process::{Command, Output};
 
 fn rempart(args: &[&str]) -> Output {
@@ -21,14 +23,7 @@ fn bench_settles_every_transfer_on_a_four_validator_cluster() {
         "--transfers",
         "2000",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout.lines().last().expect("one JSON line");
-    let report: serde_json::Value = serde_json::from_str(line).expect("the line is JSON");
+    let report = common::json_report(&out);
     assert_eq!(report["validators"], 4, "{report}");
     assert_eq!(report["transfers"], 2000, "{report}");
     assert_eq!(report["state_hashes_equal"], true, "{report}");

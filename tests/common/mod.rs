@@ -10,7 +10,7 @@ pub mod validators;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use rempart_proto::v1 as pb;
@@ -274,4 +274,17 @@ pub async fn http_get(addr: &str, path: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
+}
+
+/// The last stdout line of a command that must have succeeded, parsed as JSON (the benches'
+/// one-line reports); on failure, panics with both outputs.
+pub fn json_report(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().last().expect("one JSON line");
+    serde_json::from_str(line).expect("the line is JSON")
 }
