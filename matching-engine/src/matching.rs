@@ -456,8 +456,10 @@ impl Engine {
             self.fill_level(mi, Side::Buy, bl, q);
             self.fill_level(mi, Side::Sell, al, q);
             self.trade(mi, b, a, price, q, Aggressor::Auction, out);
-            self.after_fill(b, None, out);
-            self.after_fill(a, None, out);
+            // Both are the heads of the levels at hand (on two sides, so removing one level
+            // leaves the other's index valid).
+            self.after_fill(b, Some(bl), out);
+            self.after_fill(a, Some(al), out);
             left -= q;
         }
         let m = &mut self.markets[mi as usize];
