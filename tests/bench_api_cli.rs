@@ -71,6 +71,9 @@ fn bench_measures_a_running_demo_node_over_loopback() {
             "1000000",
             "--orders-per-account",
             "10000000",
+            // A node with a single API worker still serves streams and unary calls.
+            "--api-threads",
+            "1",
         ]);
     });
     let uri = format!("http://{}", node.grpc);
@@ -118,6 +121,23 @@ fn bench_measures_a_running_demo_node_over_loopback() {
             && stderr.contains("API key unknown or secret wrong"),
         "{stderr}"
     );
+}
+
+#[test]
+fn demo_refuses_an_api_thread_count_out_of_range() {
+    for bad in ["0", "257", "many"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = common::demo_command(dir.path())
+            .args(["--api-threads", bad])
+            .output()
+            .expect("run rempart demo");
+        assert!(!out.status.success(), "--api-threads {bad} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("invalid value") && stderr.contains("--api-threads"),
+            "{bad}: {stderr}"
+        );
+    }
 }
 
 #[test]

@@ -234,6 +234,8 @@ async fn start_node(
         otlp_endpoint: None,
         postgres_url: None,
         consortium: None,
+        // The node runs on the bench's own runtime, beside its clients.
+        api_threads: None,
         listen: "127.0.0.1:0".parse()?,
         metrics_listen: "127.0.0.1:0".parse()?,
         data_dir: dir.path().to_path_buf(),

@@ -42,6 +42,10 @@ pub struct DemoArgs {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` is read when this is absent.
     #[arg(long)]
     pub otlp_endpoint: Option<String>,
+    /// Async worker threads for the API (default: one per core). Fewer than the cores leave
+    /// the engine and journal threads a core of their own.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=crate::node::limits::API_THREADS_MAX as i64))]
+    pub api_threads: Option<u16>,
     /// Settle on a consortium ledger instead of the node's own: its genesis file (which must
     /// list this node's gate key; see --print-gate-key). With --consortium-validators.
     #[arg(long, requires = "consortium_validators")]
@@ -91,7 +95,11 @@ fn serve(options: NodeOptions) -> anyhow::Result<()> {
     let telemetry = crate::telemetry::init(
         crate::telemetry::endpoint_from(options.otlp_endpoint.as_deref()).as_deref(),
     )?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let api_threads = options.api_threads.unwrap_or(cores);
+    tracing::info!(cores, api_threads, "API runtime");
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(api_threads)
         .enable_all()
         .build()?;
     let outcome = runtime.block_on(async move {
@@ -154,6 +162,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         otlp_endpoint: args.otlp_endpoint,
         postgres_url: None,
         consortium,
+        api_threads: args.api_threads.map(usize::from),
     })
 }
 

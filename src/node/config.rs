@@ -36,6 +36,8 @@ pub struct FileConfig {
     pub pkcs11_token: Option<String>,
     /// OpenTelemetry OTLP endpoint.
     pub otlp_endpoint: Option<String>,
+    /// Async worker threads of the API runtime (default: one per core).
+    pub api_threads: Option<usize>,
     pub tls: Option<TlsConfig>,
     pub limits: Option<LimitsConfig>,
     /// Settle on a consortium ledger (its validators' API) instead of the node's own
@@ -116,6 +118,7 @@ pub fn load_launch(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::
         ("tls", c.tls.is_some()),
         ("limits", c.limits.is_some()),
         ("consortium", c.consortium.is_some()),
+        ("api_threads", c.api_threads.is_some()),
     ];
     if let Some((key, _)) = gateway_only.iter().find(|(_, set)| *set) {
         anyhow::bail!(
@@ -166,6 +169,11 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<
     }
     if let Some(v) = env("REMPART_OTLP_ENDPOINT") {
         c.otlp_endpoint = Some(v);
+    }
+    if let Some(v) = env("REMPART_API_THREADS") {
+        c.api_threads = Some(v.trim().parse().map_err(|_| {
+            anyhow::anyhow!("REMPART_API_THREADS must be a whole number of threads, not {v:?}")
+        })?);
     }
     let mut consortium = c.consortium.take().unwrap_or_default();
     if let Some(v) = env("REMPART_CONSORTIUM_GENESIS") {
@@ -293,6 +301,7 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<
     if limits.calls_per_key == 0 || limits.calls_per_ip == 0 || limits.orders_per_account == 0 {
         anyhow::bail!("limits must be positive");
     }
+    let api_threads = c.api_threads.map(super::validate_api_threads).transpose()?;
     Ok(NodeOptions {
         listen,
         metrics_listen,
@@ -304,6 +313,7 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<
         custody_pkcs11,
         postgres_url: c.postgres_url.map(super::compliance::DbUrl),
         consortium,
+        api_threads,
     })
 }
 
@@ -408,6 +418,7 @@ mod tests {
         let err = |text: &str| load_launch(text, &no_env).unwrap_err().to_string();
         assert!(err("role = \"validator\"").contains("validator_config"));
         assert!(err(&format!("{text}listen = \"127.0.0.1:1\"\n")).contains("gateway setting"));
+        assert!(err(&format!("{text}api_threads = 2\n")).contains("api_threads is a gateway"));
         assert!(
             err("role = \"validator\"\nvalidator_config = \"/nonexistent.json\"")
                 .contains("does not exist")
@@ -420,6 +431,36 @@ mod tests {
             load_launch("data_dir = \"/x\"", &no_env).unwrap(),
             Launch::Gateway(_)
         ));
+    }
+
+    #[test]
+    fn api_threads_come_from_the_file_or_the_environment_within_bounds() {
+        assert_eq!(
+            load("data_dir = \"/x\"", &no_env).unwrap().api_threads,
+            None
+        );
+        let text = "data_dir = \"/x\"\napi_threads = 3\n";
+        assert_eq!(load(text, &no_env).unwrap().api_threads, Some(3));
+        let env =
+            |v: &'static str| move |k: &str| (k == "REMPART_API_THREADS").then(|| v.to_string());
+        assert_eq!(load(text, &env(" 5")).unwrap().api_threads, Some(5));
+        for (text, value, needle) in [
+            (text, "many", "REMPART_API_THREADS must be a whole number"),
+            (text, "-1", "REMPART_API_THREADS must be a whole number"),
+            (text, "0", "api_threads must be between 1 and 256, not 0"),
+            (
+                "data_dir = \"/x\"",
+                "257",
+                "api_threads must be between 1 and 256, not 257",
+            ),
+        ] {
+            let err = load(text, &env(value)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{value}: {err}");
+        }
+        let err = load("data_dir = \"/x\"\napi_threads = 0", &no_env).unwrap_err();
+        assert!(err.to_string().contains("between 1 and 256"), "{err}");
+        let err = load("data_dir = \"/x\"\napi_threads = -2", &no_env).unwrap_err();
+        assert!(err.to_string().contains("api_threads"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Every bound of the node in one place, so that load turns into refusals (with codes), never
 //! into unbounded memory or time.
 
+/// Most async worker threads the node's API runtime may be given (`api_threads`).
+pub const API_THREADS_MAX: usize = 256;
 /// Largest gRPC message the server decodes or encodes, in bytes.
 pub const MESSAGE_BYTES_MAX: usize = 64 * 1024;
 /// Commands waiting for the engine thread; senders wait (backpressure) when it is full.

@@ -89,6 +89,24 @@ pub struct NodeOptions {
     /// Settle on this consortium (its validators' API) instead of the node's own
     /// single-validator ledger.
     pub consortium: Option<consortium::ConsortiumOptions>,
+    /// Async worker threads of the API runtime (gRPC, metrics, background tasks); `None` =
+    /// one per core. Read by whoever builds the runtime (`rempart demo` and `rempart node`),
+    /// before [`start`]. On a host with cores to spare, fewer workers than cores leave the
+    /// engine and journal threads a core of their own (ARCHITECTURE.md, "the API runtime's
+    /// size").
+    pub api_threads: Option<usize>,
+}
+
+/// Checks a configured worker count (1 to [`limits::API_THREADS_MAX`]).
+pub fn validate_api_threads(n: usize) -> anyhow::Result<usize> {
+    if (1..=limits::API_THREADS_MAX).contains(&n) {
+        Ok(n)
+    } else {
+        anyhow::bail!(
+            "api_threads must be between 1 and {}, not {n}",
+            limits::API_THREADS_MAX
+        )
+    }
 }
 
 /// A demo party: name, account, roles, deposits (asset, minor units).
@@ -462,5 +480,20 @@ pub async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_threads_are_bounded() {
+        assert_eq!(validate_api_threads(1).unwrap(), 1);
+        assert_eq!(validate_api_threads(256).unwrap(), 256);
+        for bad in [0, 257] {
+            let err = validate_api_threads(bad).unwrap_err().to_string();
+            assert!(err.contains("between 1 and 256"), "{bad}: {err}");
+        }
     }
 }
