@@ -125,7 +125,11 @@ fn bench_measures_a_running_demo_node_over_loopback() {
 
 #[test]
 fn demo_refuses_an_api_thread_count_out_of_range() {
-    for bad in ["0", "257", "many"] {
+    for (bad, why) in [
+        ("0", "between 1 and 256"),
+        ("257", "between 1 and 256"),
+        ("many", "a whole number"),
+    ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = common::demo_command(dir.path())
             .args(["--api-threads", bad])
@@ -134,7 +138,9 @@ fn demo_refuses_an_api_thread_count_out_of_range() {
         assert!(!out.status.success(), "--api-threads {bad} was accepted");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
-            stderr.contains("invalid value") && stderr.contains("--api-threads"),
+            stderr.contains("invalid value")
+                && stderr.contains("--api-threads")
+                && stderr.contains(why),
             "{bad}: {stderr}"
         );
     }

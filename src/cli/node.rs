@@ -44,8 +44,8 @@ pub struct DemoArgs {
     pub otlp_endpoint: Option<String>,
     /// Async worker threads for the API (default: one per core). Fewer than the cores leave
     /// the engine and journal threads a core of their own.
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=crate::node::limits::API_THREADS_MAX as i64))]
-    pub api_threads: Option<u16>,
+    #[arg(long, value_parser = parse_api_threads)]
+    pub api_threads: Option<usize>,
     /// Settle on a consortium ledger instead of the node's own: its genesis file (which must
     /// list this node's gate key; see --print-gate-key). With --consortium-validators.
     #[arg(long, requires = "consortium_validators")]
@@ -83,6 +83,14 @@ pub struct NodeArgs {
     /// exit: what a consortium lists in its genesis `gate_keys`.
     #[arg(long)]
     pub print_gate_key: bool,
+}
+
+/// `--api-threads`: the node file's rule (`node::validate_api_threads`).
+fn parse_api_threads(text: &str) -> Result<usize, String> {
+    let n = text
+        .parse()
+        .map_err(|_| format!("a whole number of threads, not {text:?}"))?;
+    node::validate_api_threads(n).map_err(|e| e.to_string())
 }
 
 fn print_gate_key(data_dir: &std::path::Path, demo: bool) -> anyhow::Result<()> {
@@ -162,7 +170,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         otlp_endpoint: args.otlp_endpoint,
         postgres_url: None,
         consortium,
-        api_threads: args.api_threads.map(usize::from),
+        api_threads: args.api_threads,
     })
 }
 
