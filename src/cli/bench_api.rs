@@ -221,15 +221,20 @@ fn sync_latencies(path: &std::path::Path, n: u64) -> anyhow::Result<Vec<u64>> {
     Ok(out)
 }
 
+/// A temporary directory in `parent`, or in the system's temporary directory.
+fn temp_dir(parent: Option<&std::path::Path>) -> std::io::Result<tempfile::TempDir> {
+    match parent {
+        Some(parent) => tempfile::tempdir_in(parent),
+        None => tempfile::tempdir(),
+    }
+}
+
 /// Starts a demo node in this process with rate limits above the benchmark's load, on a
 /// temporary data directory made in `data_parent`.
 async fn start_node(
     data_parent: Option<&std::path::Path>,
 ) -> anyhow::Result<(node::RunningNode, tempfile::TempDir)> {
-    let dir = match data_parent {
-        Some(parent) => tempfile::tempdir_in(parent)?,
-        None => tempfile::tempdir()?,
-    };
+    let dir = temp_dir(data_parent)?;
     let running = node::start(NodeOptions {
         otlp_endpoint: None,
         postgres_url: None,
@@ -277,10 +282,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 (Some(running), dir, uri, alice, bob)
             }
             Some(uri) => {
-                let dir = match &args.data_parent {
-                    Some(parent) => tempfile::tempdir_in(parent)?,
-                    None => tempfile::tempdir()?,
-                };
+                let dir = temp_dir(args.data_parent.as_deref())?;
                 let (Some(alice), Some(bob)) = (args.sell_key.clone(), args.buy_key.clone()) else {
                     anyhow::bail!("--connect needs --sell-key and --buy-key");
                 };
